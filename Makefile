@@ -1,0 +1,51 @@
+# The two commands a newcomer types (README): `make run` and `make test`.
+# Everything else here is a step those two take.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# System packages the tests need: a real IMAP server, a real GnuPG, Sequoia for the interoperability
+# tests, and the shared libraries Qt needs on a machine without a desktop.
+TEST_DEBS := dovecot-imapd gnupg sq xvfb libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 \
+             libxcb-cursor0
+RUN_DEBS  := gnupg libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libxcb-cursor0
+
+.PHONY: run test check lint typecheck unit venv dev-venv system-test-deps system-run-deps clean
+
+run: system-run-deps $(BIN)/.installed-run
+	$(BIN)/imapcrypt-tray
+
+test: system-test-deps $(BIN)/.installed-dev check
+
+check: lint typecheck unit
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy --strict imapcrypt
+
+unit:
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(BIN)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(BIN)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(BIN)/.installed-run
+
+system-test-deps:
+	@sh installers/debian-deps.sh $(TEST_DEBS)
+
+system-run-deps:
+	@sh installers/debian-deps.sh $(RUN_DEBS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
