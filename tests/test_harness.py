@@ -13,9 +13,7 @@ from tests.fixtures.mailbox import Mailbox
 
 
 def _processes_using(path: str) -> str:
-    return subprocess.run(
-        ["pgrep", "-af", path], check=False, capture_output=True, text=True
-    ).stdout
+    return subprocess.run(["pgrep", "-af", path], check=False, capture_output=True, text=True).stdout
 
 
 def test_dovecot_starts_and_stops_cleanly() -> None:
