@@ -1,0 +1,246 @@
+"""The TOML configuration file (DESIGN §8): where it is, what it may hold, and its typed form.
+
+Unknown keys and invalid values are errors that name the key and the file. Secrets never live here:
+passwords come from the OS keyring or a `password_command` (see `secrets`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import platformdirs
+
+from imapcrypt.errors import ConfigError
+
+APP_NAME = "imapcrypt"
+Security = Literal["tls", "starttls", "plain"]
+OriginalPolicy = Literal["purge", "trash"]
+Profile = Literal["auto", "generic", "gmail"]
+Verify = Literal["size", "hash"]
+
+DEFAULT_OUTER_HEADERS = ("From", "To", "Cc", "Date", "Message-ID", "In-Reply-To", "References")
+
+
+def default_config_path() -> Path:
+    """`IMAPCRYPT_CONFIG` if set, else `<platform config dir>/imapcrypt/config.toml`."""
+    env = os.environ.get("IMAPCRYPT_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def default_data_dir() -> Path:
+    """The platform data dir: journals, locks and imapcrypt's own GnuPG home live under it."""
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (the only hosts that may be reached in cleartext)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Account:
+    """One IMAP account and the policy imapcrypt applies to it."""
+
+    name: str
+    host: str
+    username: str
+    recipients: tuple[str, ...]
+    port: int = 993
+    security: Security = "tls"
+    password_command: str | None = None
+    token_command: str | None = None
+    passphrase_command: str | None = None
+    folders: tuple[str, ...] = ("INBOX",)
+    grace_minutes: float = 0.0
+    original: OriginalPolicy = "purge"
+    profile: Profile = "auto"
+    verify: Verify = "size"
+    outer_headers: tuple[str, ...] = DEFAULT_OUTER_HEADERS
+    ca_file: Path | None = None
+    poll_seconds: float = 60.0
+    batch_size: int = 50
+    workers: int = 0  # 0: one per CPU core, at most 4
+    encrypt_encrypted: bool = False  # also wrap mail the sender already encrypted
+
+    @property
+    def keyring_user(self) -> str:
+        """The name under which the account's password is kept in the OS keyring."""
+        return f"{self.username}@{self.host}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration file, typed."""
+
+    path: Path
+    gnupg_home: Path
+    data_dir: Path
+    accounts: tuple[Account, ...] = field(default_factory=tuple)
+
+    def account(self, name: str | None) -> Account:
+        """The account called `name`, or the only one when `name` is None."""
+        if name is None:
+            if len(self.accounts) == 1:
+                return self.accounts[0]
+            if not self.accounts:
+                raise ConfigError(f"{self.path}: no [[account]] is configured", "run `imapcrypt init`")
+            names = ", ".join(a.name for a in self.accounts)
+            raise ConfigError(f"several accounts are configured ({names})", "choose one with --account NAME")
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        raise ConfigError(f"{self.path}: no account named {name!r}", "check the name with `imapcrypt status`")
+
+
+_ACCOUNT_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "host": (str,),
+    "port": (int,),
+    "security": (str,),
+    "username": (str,),
+    "password_command": (str,),
+    "token_command": (str,),
+    "passphrase_command": (str,),
+    "folders": (list,),
+    "recipients": (list,),
+    "grace_minutes": (int, float),
+    "original": (str,),
+    "profile": (str,),
+    "verify": (str,),
+    "outer_headers": (list,),
+    "ca_file": (str,),
+    "poll_seconds": (int, float),
+    "batch_size": (int,),
+    "workers": (int,),
+    "encrypt_encrypted": (bool,),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "security": ("tls", "starttls", "plain"),
+    "original": ("purge", "trash"),
+    "profile": ("auto", "generic", "gmail"),
+    "verify": ("size", "hash"),
+}
+_REQUIRED = ("name", "host", "username", "recipients")
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and validate the configuration at `path` (default: `default_config_path()`)."""
+    path = path or default_config_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no configuration file", "run `imapcrypt init` to create one") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}", "check the file's permissions") from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Validate configuration `text` read from `path` and return its typed form."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", "fix the syntax at that line") from None
+    _reject_unknown(raw, {"gnupg", "account", "data_dir"}, path, "")
+    data_dir = Path(_typed(raw, "data_dir", (str,), path, "") or default_data_dir()).expanduser()
+    gnupg = raw.get("gnupg", {})
+    if not isinstance(gnupg, dict):
+        raise ConfigError(f"{path}: [gnupg] must be a table", "write it as a [gnupg] section")
+    _reject_unknown(gnupg, {"home"}, path, "gnupg.")
+    home = _typed(gnupg, "home", (str,), path, "gnupg.")
+    gnupg_home = Path(home).expanduser() if home else data_dir / "gnupg"
+    entries = raw.get("account", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: account must be an array of tables", "write each one as [[account]]")
+    accounts = tuple(_account(entry, path, index) for index, entry in enumerate(entries))
+    names = [a.name for a in accounts]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{path}: two accounts are named {name!r}", "give each account its own name")
+    return Config(path=path, gnupg_home=gnupg_home, data_dir=data_dir, accounts=accounts)
+
+
+def _account(entry: object, path: Path, index: int) -> Account:
+    where = f"account[{index}]."
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{path}: {where[:-1]} must be a table", "write it as [[account]]")
+    _reject_unknown(entry, set(_ACCOUNT_TYPES), path, where)
+    for key in _REQUIRED:
+        if key not in entry:
+            raise ConfigError(f"{path}: {where}{key} is missing", f"add `{key} = …` to the account")
+    values: dict[str, Any] = {}
+    for key, types in _ACCOUNT_TYPES.items():
+        if key in entry:
+            values[key] = _typed(entry, key, types, path, where)
+    for key, choices in _CHOICES.items():
+        if key in values and values[key] not in choices:
+            raise ConfigError(
+                f"{path}: {where}{key} = {values[key]!r} is not one of {', '.join(choices)}",
+                f"set {key} to one of those",
+            )
+    for key in ("folders", "recipients", "outer_headers"):
+        if key in values:
+            items = values[key]
+            if not items or not all(isinstance(item, str) and item for item in items):
+                raise ConfigError(
+                    f"{path}: {where}{key} must be a non-empty list of strings", f"fix the {key} list"
+                )
+            values[key] = tuple(items)
+    if "ca_file" in values:
+        values["ca_file"] = Path(values["ca_file"]).expanduser()
+    account = Account(**values)
+    _check_account(account, path, where)
+    return account
+
+
+def _check_account(account: Account, path: Path, where: str) -> None:
+    if not 0 < account.port < 65536:
+        raise ConfigError(f"{path}: {where}port = {account.port} is out of range", "use a TCP port number")
+    if account.security == "plain" and not is_loopback(account.host):
+        raise ConfigError(
+            f"{path}: {where}security = 'plain' sends your password in clear to {account.host}",
+            "use security = 'tls' or 'starttls'; cleartext is only allowed to a loopback host",
+        )
+    if (
+        account.grace_minutes < 0
+        or account.poll_seconds <= 0
+        or account.batch_size < 1
+        or account.workers < 0
+    ):
+        raise ConfigError(
+            f"{path}: {where} grace_minutes, poll_seconds, batch_size or workers is out of range",
+            "use grace_minutes >= 0, poll_seconds > 0, batch_size >= 1, workers >= 0",
+        )
+
+
+def _reject_unknown(table: Mapping[str, object], known: set[str], path: Path, where: str) -> None:
+    for key in table:
+        if key not in known:
+            raise ConfigError(
+                f"{path}: unknown key {where}{key}",
+                f"remove it or correct its spelling (known: {', '.join(sorted(known))})",
+            )
+
+
+def _typed(table: Mapping[str, object], key: str, types: tuple[type, ...], path: Path, where: str) -> Any:
+    if key not in table:
+        return None
+    value = table[key]
+    # bool is an int in Python; a port of `true` is still a mistake.
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        wanted = " or ".join(t.__name__ for t in types)
+        raise ConfigError(f"{path}: {where}{key} must be a {wanted}", f"fix the value of {key}")
+    return cast(Any, value)

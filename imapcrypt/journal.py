@@ -1,0 +1,220 @@
+"""The local journal (DESIGN §3): one SQLite file per account, the engine's memory across crashes.
+
+It records, per folder, the UIDVALIDITY and the watermark (highest UID fully handled), and per
+message an *intent* written before the server is touched and completed after. It never holds a body,
+a subject or an address: only UIDs, sizes and the keyed message id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from imapcrypt.errors import ConfigError
+
+SCHEMA_VERSION = 1
+Direction = Literal["encrypt", "restore"]
+
+_SCHEMA_V1 = """
+CREATE TABLE folder (
+    name TEXT PRIMARY KEY,
+    uidvalidity INTEGER,
+    watermark INTEGER NOT NULL DEFAULT 0,
+    encrypted INTEGER NOT NULL DEFAULT 0,
+    restored INTEGER NOT NULL DEFAULT 0,
+    waiting INTEGER NOT NULL DEFAULT 0,
+    last_run TEXT,
+    last_error TEXT
+);
+CREATE TABLE intent (
+    folder TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    src_uid INTEGER NOT NULL,
+    direction TEXT NOT NULL,
+    seal_id TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    uidnext INTEGER NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (folder, uidvalidity, src_uid, direction)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A message the engine started to replace and has not finished with.
+
+    `seal_id` names the copy being written (its X-Imapcrypt id, or for a restore the keyed id of the
+    original's bytes); `size` is the copy's size; `uidnext` the folder's UIDNEXT before the APPEND, so
+    recovery knows where a copy could be.
+    """
+
+    folder: str
+    uidvalidity: int
+    src_uid: int
+    direction: Direction
+    seal_id: str
+    size: int
+    uidnext: int
+
+
+@dataclass(frozen=True)
+class FolderRecord:
+    """What the journal knows of one folder."""
+
+    name: str
+    uidvalidity: int | None
+    watermark: int
+    encrypted: int
+    restored: int
+    waiting: int
+    last_run: str | None
+    last_error: str | None
+
+
+class Journal:
+    """An open journal file. Every write is its own committed transaction."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a completion the engine acted on must survive a power cut, or recovery would redo it.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._migrate()
+
+    def close(self) -> None:
+        """Close the file; the journal object is unusable afterwards."""
+        self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"{self.path}: journal schema {version} is newer than this imapcrypt understands",
+                "upgrade imapcrypt (an older version must not rewrite a newer journal)",
+            )
+        if version == 0:
+            with self._transaction():
+                self._db.executescript(_SCHEMA_V1)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def folder(self, name: str) -> FolderRecord:
+        """The folder's record (an empty one if the journal never saw it)."""
+        row = self._db.execute(
+            "SELECT name, uidvalidity, watermark, encrypted, restored, waiting, last_run, last_error "
+            "FROM folder WHERE name = ?",
+            (name,),
+        ).fetchone()
+        if row is None:
+            return FolderRecord(name, None, 0, 0, 0, 0, None, None)
+        return FolderRecord(*row)
+
+    def folders(self) -> list[FolderRecord]:
+        """Every folder the journal knows, by name."""
+        names = [r[0] for r in self._db.execute("SELECT name FROM folder ORDER BY name")]
+        return [self.folder(name) for name in names]
+
+    def set_uidvalidity(self, name: str, uidvalidity: int) -> bool:
+        """Record the folder's UIDVALIDITY; True when it changed (old UIDs then mean nothing)."""
+        record = self.folder(name)
+        if record.uidvalidity == uidvalidity:
+            return False
+        with self._transaction():
+            self._ensure(name)
+            self._db.execute(
+                "UPDATE folder SET uidvalidity = ?, watermark = 0 WHERE name = ?", (uidvalidity, name)
+            )
+            self._db.execute("DELETE FROM intent WHERE folder = ? AND uidvalidity != ?", (name, uidvalidity))
+        return record.uidvalidity is not None
+
+    def advance_watermark(self, name: str, uid: int) -> None:
+        """Move the watermark up to `uid` (never down): every UID up to it is handled."""
+        with self._transaction():
+            self._ensure(name)
+            self._db.execute("UPDATE folder SET watermark = MAX(watermark, ?) WHERE name = ?", (uid, name))
+
+    def note_run(self, name: str, waiting: int, error: str | None) -> None:
+        """Record the end of a run over the folder: when, how many wait, the last error (or none)."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        with self._transaction():
+            self._ensure(name)
+            self._db.execute(
+                "UPDATE folder SET last_run = ?, waiting = ?, last_error = ? WHERE name = ?",
+                (now, waiting, error, name),
+            )
+
+    def begin(self, intent: Intent) -> None:
+        """Record the intent before the first server write for it."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        with self._transaction():
+            self._ensure(intent.folder)
+            self._db.execute(
+                "INSERT OR REPLACE INTO intent VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    intent.folder,
+                    intent.uidvalidity,
+                    intent.src_uid,
+                    intent.direction,
+                    intent.seal_id,
+                    intent.size,
+                    intent.uidnext,
+                    now,
+                ),
+            )
+
+    def complete(self, intent: Intent) -> None:
+        """The original is gone and its copy verified: forget the intent and count it."""
+        with self._transaction():
+            self._db.execute(
+                "DELETE FROM intent WHERE folder = ? AND uidvalidity = ? AND src_uid = ? AND direction = ?",
+                (intent.folder, intent.uidvalidity, intent.src_uid, intent.direction),
+            )
+            counter = (
+                "UPDATE folder SET encrypted = encrypted + 1 WHERE name = ?"
+                if intent.direction == "encrypt"
+                else "UPDATE folder SET restored = restored + 1 WHERE name = ?"
+            )
+            self._db.execute(counter, (intent.folder,))
+
+    def abandon(self, intent: Intent) -> None:
+        """No copy was written: forget the intent; the original will be handled afresh."""
+        with self._transaction():
+            self._db.execute(
+                "DELETE FROM intent WHERE folder = ? AND uidvalidity = ? AND src_uid = ? AND direction = ?",
+                (intent.folder, intent.uidvalidity, intent.src_uid, intent.direction),
+            )
+
+    def pending(self, name: str) -> list[Intent]:
+        """The folder's unfinished intents, oldest UID first."""
+        rows = self._db.execute(
+            "SELECT folder, uidvalidity, src_uid, direction, seal_id, size, uidnext "
+            "FROM intent WHERE folder = ? ORDER BY src_uid",
+            (name,),
+        ).fetchall()
+        return [Intent(*row) for row in rows]
+
+    def _ensure(self, name: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO folder (name) VALUES (?)", (name,))

@@ -1,0 +1,112 @@
+"""Secrets: account passwords, GnuPG passphrases and the per-installation id secret.
+
+They come from the OS keyring or from a command the user configured (`password_command`,
+`passphrase_command`), never from the configuration file, and they are never logged.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as random_source
+import subprocess
+from pathlib import Path
+
+import keyring
+import keyring.errors
+
+from imapcrypt.config import Account
+from imapcrypt.errors import CredentialsError
+
+SERVICE = "imapcrypt"
+ID_SECRET_ENTRY = "id-secret"  # noqa: S105 - the keyring entry's name, not a secret
+ID_SECRET_BYTES = 32
+COMMAND_TIMEOUT = 60
+
+
+def run_secret_command(command: str, what: str) -> str:
+    """The first line a user's secret command prints (as `sh -c`, like mutt and aerc run them)."""
+    try:
+        done = subprocess.run(
+            ["/bin/sh", "-c", command], capture_output=True, timeout=COMMAND_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise CredentialsError(
+            f"the {what} did not finish within {COMMAND_TIMEOUT}s", f"run it by hand to see why: {command}"
+        ) from None
+    # Only the exit status goes into the message: the command's output may be the secret itself.
+    if done.returncode != 0:
+        raise CredentialsError(
+            f"the {what} failed with exit status {done.returncode}", f"run it by hand to see why: {command}"
+        )
+    lines = done.stdout.decode("utf-8", "replace").splitlines()
+    if not lines or not lines[0]:
+        raise CredentialsError(f"the {what} printed nothing", f"make it print the secret: {command}")
+    return lines[0]
+
+
+def account_password(account: Account) -> str:
+    """The account's password: from `password_command` if set, else from the OS keyring."""
+    if account.password_command:
+        return run_secret_command(account.password_command, "password_command")
+    try:
+        password = keyring.get_password(SERVICE, account.keyring_user)
+    except keyring.errors.KeyringError as exc:
+        raise CredentialsError(
+            f"no usable OS keyring for the password of {account.keyring_user} ({type(exc).__name__})",
+            "set password_command in the account, or run a Secret Service (e.g. gnome-keyring)",
+        ) from None
+    if password is None:
+        raise CredentialsError(
+            f"no password for {account.keyring_user} in the OS keyring",
+            "store it with `imapcrypt init`, or set password_command in the account",
+        )
+    return password
+
+
+def store_account_password(account: Account, password: str) -> None:
+    """Put the account's password into the OS keyring."""
+    try:
+        keyring.set_password(SERVICE, account.keyring_user, password)
+    except keyring.errors.KeyringError as exc:
+        raise CredentialsError(
+            f"could not store the password in the OS keyring ({type(exc).__name__})",
+            "set password_command in the account instead",
+        ) from None
+
+
+def id_secret(data_dir: Path) -> bytes:
+    """The per-installation secret under which message ids are computed (created on first use).
+
+    It lives in the OS keyring. On a headless machine without a keyring it falls back to a file only
+    the user can read in the data dir (`doctor` warns): the id must stay stable across runs, or
+    re-runs would not recognise their own copies.
+    """
+    try:
+        stored = keyring.get_password(SERVICE, ID_SECRET_ENTRY)
+        if stored is None:
+            stored = random_source.token_hex(ID_SECRET_BYTES)
+            keyring.set_password(SERVICE, ID_SECRET_ENTRY, stored)
+        return bytes.fromhex(stored)
+    except keyring.errors.KeyringError:
+        return _file_id_secret(data_dir / "id-secret")
+
+
+def _file_id_secret(path: Path) -> bytes:
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = random_source.token_hex(ID_SECRET_BYTES)
+    temp = path.with_suffix(".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+        handle.flush()
+        os.fsync(handle.fileno())
+    # Two first runs racing: the rename makes one of them win whole; both then read the winner.
+    if not path.exists():
+        temp.replace(path)
+    else:
+        temp.unlink()
+    return bytes.fromhex(path.read_text().strip())
