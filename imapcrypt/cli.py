@@ -1,12 +1,32 @@
-"""The `imapcrypt` command line (DESIGN §8): one entry point, one subcommand per task."""
+"""The `imapcrypt` command line (DESIGN §8): one entry point, one subcommand per task.
+
+Every failure the user can fix ends as one line on stderr, "imapcrypt: <what> (<fix>)", and the
+exit code of its kind (see EXIT_CODES). Anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from imapcrypt import __version__
+from imapcrypt import __version__, cli_engine
+from imapcrypt.errors import ImapcryptError
+
+EXIT_CODES = """\
+exit codes:
+  0  success
+  1  failure (see the message)
+  2  configuration problem
+  3  credentials missing or refused
+  4  server unreachable, refused a command, or lacks what is needed
+  5  recipient key problem
+  6  a message could not be encrypted or decrypted
+  7  another imapcrypt process holds the account
+  130 interrupted
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,17 +34,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imapcrypt",
         description="Keep an IMAP mailbox OpenPGP-encrypted at rest on your provider's disk.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"imapcrypt {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="the configuration file (default: $IMAPCRYPT_CONFIG or ~/.config/imapcrypt/config.toml)",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="log each step to stderr")
+    parser.add_argument("--daemon", action="store_true", help="run headless: the same as `imapcrypt run`")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Each command module adds its subcommands here ("register" them); keep this list in sync.
+    cli_engine.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    args = parser.parse_args(argv)
+    if args.daemon and args.command is None:
+        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "run"])
+    if args.command is None:
+        parser.print_help()
+        return 0
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.handler(args)
+    except ImapcryptError as exc:
+        print(f"imapcrypt: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("imapcrypt: interrupted; the next run finishes what was in flight", file=sys.stderr)
+        return 130
+    return code
 
 
 if __name__ == "__main__":

@@ -108,7 +108,10 @@ class Journal:
             )
         if version == 0:
             with self._transaction():
-                self._db.executescript(_SCHEMA_V1)
+                # executescript would COMMIT first: run the statements inside this transaction.
+                for statement in _SCHEMA_V1.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager

@@ -83,8 +83,17 @@ def certificate_fingerprint(der: bytes) -> str:
 
 
 def _server_message(exc: BaseException) -> bytes:
-    text = str(exc.args[0]) if exc.args else str(exc)
-    return text.encode("utf-8", "replace") if isinstance(text, str) else text
+    """The server's own words from an imapclient/imaplib error (its first line, without a b'' repr)."""
+    first = exc.args[0] if exc.args else str(exc)
+    if isinstance(first, str):
+        text = first.encode("utf-8", "replace")
+    elif isinstance(first, bytes):
+        text = first
+    else:
+        text = str(first).encode("utf-8", "replace")
+    if text.startswith((b"b'", b'b"')):
+        text = text[2:].split(text[1:2])[0]
+    return text.splitlines()[0] if text else b""
 
 
 @contextmanager
@@ -190,7 +199,7 @@ class Session:
 
     def uids_above(self, uid: int) -> list[int]:
         """UIDs greater than `uid` in the selected folder, ascending."""
-        found = self._call("SEARCH", lambda: self.client.search([f"UID {uid + 1}:*"]))
+        found = self._call("SEARCH", lambda: self.client.search(["UID", f"{uid + 1}:*"]))
         # "n:*" always matches the highest UID even when it is below n (RFC 3501 §6.4.8).
         return sorted(u for u in found if u > uid)
 
@@ -247,8 +256,14 @@ class Session:
             {"msg": m, "flags": tuple(f for f in fl if f.lower() != b"\\recent"), "date": when}
             for m, fl, when in messages
         ]
-        response = self._call("APPEND", lambda: self.client.multiappend(folder, items))
-        uids = parse_appenduid(response)
+        # imapclient hands back imaplib's raw (status, [text]) here, unlike append(), and does not
+        # raise on NO: a refused MULTIAPPEND must not pass for a stored one.
+        status, lines = self._call("APPEND", lambda: self.client.multiappend(folder, items))
+        text = b" ".join(line for line in lines if isinstance(line, bytes))
+        if status != "OK":
+            with translated_errors(self.host, "APPEND"):
+                raise imaplib.IMAP4.error(text)
+        uids = parse_appenduid(text)
         return uids if len(uids) == len(messages) else None
 
     def delete_uids(self, uids: Sequence[int]) -> None:
@@ -267,6 +282,16 @@ class Session:
         """A bare EXPUNGE: callers must first make sure only their own messages carry \\Deleted."""
         self._call("EXPUNGE", self.client.expunge)
 
+    def copy(self, uids: Sequence[int], folder: str) -> None:
+        """Copy `uids` to `folder`."""
+        if uids:
+            self._call("COPY", lambda: self.client.copy(uids, folder))
+
+    def uidnext(self, folder: str) -> int:
+        """The UID the next message stored in `folder` will get (STATUS, without selecting it)."""
+        status = self._call("STATUS", lambda: self.client.folder_status(folder, [b"UIDNEXT"]))
+        return int(status[b"UIDNEXT"])
+
     def move(self, uids: Sequence[int], folder: str) -> None:
         """Move `uids` to `folder` atomically (MOVE)."""
         if uids:
@@ -280,7 +305,7 @@ class Session:
         """End the session politely; a dead connection is just closed."""
         try:
             self.client.logout()
-        except Exception:
+        except Exception:  # the connection may already be gone; closing it is all that is left
             with suppress(OSError):
                 self.client.shutdown()
 

@@ -11,8 +11,13 @@ from tests.fixtures.dovecot import DovecotServer, start_dovecot
 from tests.fixtures.gnupg_home import GnupgHome, make_gnupg_home, remove_gnupg_home
 from tests.fixtures.mailbox import Mailbox
 
+pytest_plugins = ["tests.fixtures.proxy", "tests.fixtures.tls", "tests.fixtures.engine"]
+
 # Qt widgets are real but need no screen.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Never the developer's own keyring: without a backend imapcrypt uses its documented fallbacks, and
+# tests that need a keyring choose one explicitly.
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
 
 _servers_by_item: dict[str, list[DovecotServer]] = {}
 

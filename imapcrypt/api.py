@@ -1,0 +1,75 @@
+"""The engine's public entry points, shared by the command line and the tray app.
+
+`open_account` wires one account's parts together (GnuPG home, journal, id secret, a logged-in
+session, the engine) and closes them all again; callers never build those pieces by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from imapcrypt.config import Account, Config
+from imapcrypt.engine import Engine
+from imapcrypt.events import EngineEvents
+from imapcrypt.journal import Journal
+from imapcrypt.openpgp import GnuPG
+from imapcrypt.secrets import account_password, id_secret, run_secret_command
+from imapcrypt.session import Session, connect
+
+
+def journal_path(config: Config, account: Account) -> Path:
+    """Where the account's journal lives: one SQLite file per account in the data dir."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", account.name)
+    return config.data_dir / "journals" / f"{safe}.sqlite3"
+
+
+def open_journal(config: Config, account: Account) -> Journal:
+    """The account's journal, created on first use."""
+    return Journal(journal_path(config, account))
+
+
+def open_session(account: Account) -> Session:
+    """A logged-in session for `account`, with its password from the keyring or password_command."""
+    if account.token_command:
+        command: str = account.token_command
+        return connect(account, lambda: "", lambda: run_secret_command(command, "token_command"))
+    return connect(account, lambda: account_password(account))
+
+
+def account_passphrase(account: Account) -> str | None:
+    """The secret key's passphrase from `passphrase_command`; None lets gpg-agent ask (pinentry)."""
+    if account.passphrase_command:
+        return run_secret_command(account.passphrase_command, "passphrase_command")
+    return None
+
+
+@dataclass
+class OpenAccount:
+    """One account's engine with everything it holds open."""
+
+    account: Account
+    engine: Engine
+    session: Session
+    journal: Journal
+    gpg: GnuPG
+
+
+@contextmanager
+def open_account(
+    config: Config, account: Account, events: EngineEvents | None = None
+) -> Iterator[OpenAccount]:
+    """Connect and log in, open the journal and the GnuPG home; close all of it on exit."""
+    with ExitStack() as stack:
+        gpg = GnuPG(config.gnupg_home)
+        journal = open_journal(config, account)
+        stack.callback(journal.close)
+        secret = id_secret(config.data_dir)
+        session = open_session(account)
+        stack.callback(session.logout)
+        engine = Engine(account, session, gpg, journal, secret, events=events)
+        stack.callback(engine.close)
+        yield OpenAccount(account, engine, session, journal, gpg)

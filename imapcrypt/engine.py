@@ -1,0 +1,440 @@
+"""The engine (DESIGN §3): replace a folder's plaintext messages by encrypted copies, or back.
+
+For every message: journal the intent, APPEND the copy with the original's flags and INTERNALDATE,
+verify the stored copy, delete the original, journal the completion. A crash at any point leaves an
+intent that the next run resolves first (copy present: finish the delete; absent: redo), so every
+original exists exactly once afterwards, as itself or as its copy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.parser
+import email.policy
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from imapcrypt import envelope
+from imapcrypt.config import Account
+from imapcrypt.errors import EnvelopeError, ImapcryptError, QuotaError, ServerError, TransientError
+from imapcrypt.events import Direction, EngineEvents, MessageDone, NoEvents, RateMeter
+from imapcrypt.journal import Intent, Journal
+from imapcrypt.openpgp import GnuPG
+from imapcrypt.servers import Remover, remover_for
+from imapcrypt.session import FolderStatus, MessageInfo, Session
+
+log = logging.getLogger(__name__)
+
+# Bodies fetched and held at once: bounds memory whatever the mailbox holds.
+MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
+VERIFY_FIELDS = (envelope.MARKER_HEADER, "Content-Type")
+_header_parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+
+
+@dataclass
+class FolderReport:
+    """What one pass over a folder did (counts only: no subjects, no addresses)."""
+
+    folder: str
+    candidates: int = 0
+    encrypted: int = 0
+    restored: int = 0
+    already_ours: int = 0
+    sender_encrypted: int = 0
+    too_young: int = 0
+    marked_deleted: int = 0
+    waiting: int = 0
+    failed: int = 0
+    recovered: int = 0
+    would_encrypt: int = 0
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A copy ready to be stored in place of the original `info`."""
+
+    info: MessageInfo
+    copy: bytes
+    seal_id: str
+    flags: tuple[bytes, ...]
+    when: dt.datetime
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _by_bytes(infos: Sequence[MessageInfo], limit: int) -> Iterator[list[MessageInfo]]:
+    group: list[MessageInfo] = []
+    total = 0
+    for info in infos:
+        if group and total + info.size > limit:
+            yield group
+            group, total = [], 0
+        group.append(info)
+        total += info.size
+    if group:
+        yield group
+
+
+def _header(headers: bytes, name: str) -> str | None:
+    value = _header_parser.parsebytes(headers).get(name)
+    return None if value is None else str(value)
+
+
+def _is_encrypted_copy(headers: bytes) -> bool:
+    content_type = _header_parser.parsebytes(headers).get_content_type()
+    return content_type == "multipart/encrypted"
+
+
+class Engine:
+    """Works on one account through one logged-in session. Not thread-safe: one engine per thread."""
+
+    def __init__(
+        self,
+        account: Account,
+        session: Session,
+        gpg: GnuPG,
+        journal: Journal,
+        id_secret: bytes,
+        *,
+        events: EngineEvents | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.account = account
+        self.session = session
+        self.gpg = gpg
+        self.journal = journal
+        self.id_secret = id_secret
+        self.events: EngineEvents = events or NoEvents()
+        self.clock = clock
+        self.remover: Remover = remover_for(session, account.original)
+        workers = account.workers or min(os.cpu_count() or 1, 4)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imapcrypt-seal")
+
+    def close(self) -> None:
+        """Stop the worker pool (the session and journal belong to the caller)."""
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- opening a folder and recovering ------------------------------------------------------------
+    def open_folder(self, folder: str) -> tuple[FolderStatus, int]:
+        """Select `folder`, check UIDVALIDITY against the journal and resolve unfinished intents.
+
+        Returns the folder's status and how many intents were resolved.
+        """
+        if not self.session.folder_exists(folder):
+            raise ServerError(f"folder {folder!r} does not exist on {self.account.host}", "check `folders`")
+        status = self.session.select(folder)
+        if self.journal.set_uidvalidity(folder, status.uidvalidity):
+            log.warning("folder %s: UIDVALIDITY changed; rescanning from the start", folder)
+        recovered = 0
+        for intent in self.journal.pending(folder):
+            self._recover(status, intent)
+            recovered += 1
+        return status, recovered
+
+    def _recover(self, status: FolderStatus, intent: Intent) -> None:
+        copies = self._find_copies(intent)
+        if not copies:
+            # Never deleted before a verified copy existed: the original is still there.
+            log.info("folder %s: uid %d had no copy yet; it will be redone", intent.folder, intent.src_uid)
+            self.journal.abandon(intent)
+            return
+        keep, extra = copies[0], copies[1:]
+        if extra and self.session.can_expunge_uid:
+            self.session.delete_uids(extra)
+        if self.session.fetch_info([intent.src_uid], ["Message-ID"]):
+            self.remover.remove(self.session, intent.folder, [intent.src_uid])
+        log.info(
+            "folder %s: finished uid %d -> %d after an interruption", intent.folder, intent.src_uid, keep
+        )
+        self.journal.complete(intent)
+        self._done(intent.folder, intent.direction, intent.src_uid, keep, intent.size)
+
+    def _find_copies(self, intent: Intent) -> list[int]:
+        """Verified copies of an intent's message on the server, lowest UID first."""
+        if intent.direction == "encrypt":
+            candidates = self.session.search_header(envelope.MARKER_HEADER, intent.seal_id)
+            infos = self.session.fetch_info(candidates, VERIFY_FIELDS)
+            return [
+                uid
+                for uid, info in sorted(infos.items())
+                if uid != intent.src_uid and self._is_copy(info, intent.seal_id, intent.size)
+            ]
+        candidates = self.session.uids_above(intent.uidnext - 1)
+        infos = self.session.fetch_info(candidates, ["Message-ID"])
+        sized = [uid for uid, info in sorted(infos.items()) if info.size == intent.size]
+        bodies = self.session.fetch_bodies(sized)
+        return [
+            uid
+            for uid in sized
+            if envelope.message_id(bodies.get(uid, b""), self.id_secret) == intent.seal_id
+        ]
+
+    @staticmethod
+    def _is_copy(info: MessageInfo, seal_id: str, size: int) -> bool:
+        marker = _header(info.headers, envelope.MARKER_HEADER)
+        return (
+            info.size == size
+            and marker is not None
+            and envelope.marker_id(marker) == seal_id
+            and _is_encrypted_copy(info.headers)
+        )
+
+    # -- encrypting -----------------------------------------------------------------------------------
+    def encrypt_folder(self, folder: str, backlog: bool = False, dry_run: bool = False) -> FolderReport:
+        """Encrypt the folder's new mail (or, for `backlog`, all of it). A dry run only counts."""
+        report = FolderReport(folder)
+        try:
+            status, report.recovered = self.open_folder(folder)
+            start = 0 if backlog else self.journal.folder(folder).watermark
+            uids = self.session.uids_above(start)
+            report.candidates = len(uids)
+            meter = RateMeter(self.account.name, folder, len(uids))
+            contiguous = True
+            for batch in _chunks(uids, self.account.batch_size):
+                handled = self._encrypt_batch(status, batch, report, dry_run)
+                for uid in batch:
+                    if uid not in handled:
+                        contiguous = False
+                    if contiguous and not dry_run:
+                        self.journal.advance_watermark(folder, uid)
+                self.events.on_progress(meter.advance(len(batch)))
+        except ImapcryptError as exc:
+            if not dry_run:
+                self.journal.note_run(folder, report.waiting, str(exc))
+            raise
+        if not dry_run:
+            self.journal.note_run(folder, report.waiting + report.too_young + report.failed, None)
+        return report
+
+    def _encrypt_batch(
+        self, status: FolderStatus, batch: Sequence[int], report: FolderReport, dry_run: bool
+    ) -> set[int]:
+        """Handle one batch of UIDs; the set returned holds those that need no more work."""
+        infos = self.session.fetch_info(batch, envelope.CLASSIFY_HEADERS)
+        handled = {uid for uid in batch if uid not in infos}  # expunged meanwhile
+        youngest = self.clock() - self.account.grace_minutes * 60
+        todo: list[MessageInfo] = []
+        for uid in batch:
+            info = infos.get(uid)
+            if info is None:
+                continue
+            kind = envelope.classify(info.headers)
+            if kind is envelope.Kind.OURS:
+                report.already_ours += 1
+                handled.add(uid)
+            elif kind is not envelope.Kind.PLAINTEXT and not self.account.encrypt_encrypted:
+                report.sender_encrypted += 1
+                handled.add(uid)
+            elif b"\\Deleted" in info.flags:
+                # On its way out: a copy would carry \Deleted too, and expunging it is the user's call.
+                report.marked_deleted += 1
+                handled.add(uid)
+            elif info.internaldate.timestamp() > youngest:
+                report.too_young += 1
+            else:
+                todo.append(info)
+        if dry_run:
+            report.would_encrypt += len(todo)
+            return handled
+        if todo:
+            refusal = self.remover.refusal(self.session, status.name, [i.uid for i in todo])
+            if refusal:
+                report.waiting += len(todo)
+                self.events.on_error(ServerError(f"not encrypting now: {refusal}", "it will be retried"))
+                return handled
+        for group in _by_bytes(todo, MAX_BYTES_IN_FLIGHT):
+            handled |= self._encrypt_group(status, group, report)
+        return handled
+
+    def _encrypt_group(
+        self, status: FolderStatus, group: list[MessageInfo], report: FolderReport
+    ) -> set[int]:
+        bodies = self.session.fetch_bodies([i.uid for i in group])
+        present = [info for info in group if info.uid in bodies]
+        handled = {info.uid for info in group if info.uid not in bodies}
+        sealed = self._pool.map(lambda info: self._seal(info, bodies.pop(info.uid)), present)
+        prepared: list[_Prepared] = []
+        for info, result in zip(present, sealed, strict=True):
+            if isinstance(result, envelope.Sealed):
+                prepared.append(_Prepared(info, result.message, result.id, info.flags, info.internaldate))
+            elif result is envelope.Kind.INLINE_PGP:
+                report.sender_encrypted += 1
+                handled.add(info.uid)
+            else:
+                report.failed += 1
+                self.events.on_error(result)
+        handled |= self._store(status, prepared, "encrypt")
+        report.encrypted += sum(1 for p in prepared if p.info.uid in handled)
+        return handled
+
+    def _seal(self, info: MessageInfo, raw: bytes) -> envelope.Sealed | envelope.Kind | ImapcryptError:
+        """Runs on the worker pool: seal one message, or say why not (never raises)."""
+        try:
+            kind = envelope.classify(raw)
+            if kind is envelope.Kind.INLINE_PGP and not self.account.encrypt_encrypted:
+                return kind
+            return envelope.seal(
+                raw,
+                self.gpg,
+                self.account.recipients,
+                self.id_secret,
+                outer_headers=self.account.outer_headers,
+                replace_message_id=self.session.is_gmail,
+            )
+        except ImapcryptError as exc:
+            log.error("uid %d not encrypted: %s", info.uid, exc)
+            return exc
+
+    # -- storing copies and deleting originals (shared by both directions) ----------------------------
+    def _store(self, status: FolderStatus, prepared: list[_Prepared], direction: Direction) -> set[int]:
+        """Append, verify and swap each prepared copy for its original; the UIDs finished."""
+        if not prepared:
+            return set()
+        intents = {
+            p.info.uid: Intent(
+                status.name, status.uidvalidity, p.info.uid, direction, p.seal_id, len(p.copy), status.uidnext
+            )
+            for p in prepared
+        }
+        for intent in intents.values():
+            self.journal.begin(intent)
+        new_uids = self._append(status.name, prepared, intents)
+        verified: dict[int, int] = {}
+        for p in prepared:
+            if p.info.uid not in new_uids:
+                continue
+            copy_uid = self._verify(p, intents[p.info.uid], new_uids[p.info.uid])
+            if copy_uid is None:
+                # The intent stays: the next run's recovery looks for the copy again.
+                self.events.on_error(ServerError(f"the copy of uid {p.info.uid} could not be verified"))
+                continue
+            verified[p.info.uid] = copy_uid
+        if verified:
+            self.remover.remove(self.session, status.name, sorted(verified))
+        for src, copy_uid in verified.items():
+            intent = intents[src]
+            self.journal.complete(intent)
+            self._done(status.name, direction, src, copy_uid, intent.size)
+        return set(verified)
+
+    def _append(
+        self, folder: str, prepared: list[_Prepared], intents: dict[int, Intent]
+    ) -> dict[int, int | None]:
+        """Store the copies. Maps each stored original's UID to its copy's UID (None: server did not say).
+
+        A copy the server refuses outright (too large, malformed) is reported and its intent dropped;
+        a full mailbox stops the run; a lost connection leaves the intents for recovery.
+        """
+        if len(prepared) > 1 and self.session.can_multiappend:
+            try:
+                uids = self.session.append_many(folder, [(p.copy, p.flags, p.when) for p in prepared])
+            except QuotaError:
+                for intent in intents.values():
+                    self.journal.abandon(intent)
+                raise
+            except TransientError:
+                raise
+            except ServerError:
+                pass  # all or none were stored (RFC 3502): try one by one to isolate the refusal
+            else:
+                if uids is None:
+                    return {p.info.uid: None for p in prepared}
+                return dict(zip((p.info.uid for p in prepared), uids, strict=True))
+        new: dict[int, int | None] = {}
+        for index, p in enumerate(prepared):
+            try:
+                new[p.info.uid] = self.session.append(folder, p.copy, p.flags, p.when)
+            except QuotaError:
+                for later in prepared[index:]:
+                    self.journal.abandon(intents[later.info.uid])
+                raise
+            except TransientError:
+                raise
+            except ServerError as exc:
+                self.journal.abandon(intents[p.info.uid])
+                self.events.on_error(exc)
+        return new
+
+    def _verify(self, p: _Prepared, intent: Intent, new_uid: int | None) -> int | None:
+        """The UID of the stored copy once it is proven to be `p.copy` on the server, else None."""
+        if new_uid is None:
+            found = self._find_copies(intent)
+            new_uid = found[0] if found else None
+        if new_uid is None or new_uid == p.info.uid:
+            return None
+        info = self.session.fetch_info([new_uid], VERIFY_FIELDS).get(new_uid)
+        if info is None or info.size != len(p.copy):
+            return None
+        if intent.direction == "encrypt" and not self._is_copy(info, p.seal_id, len(p.copy)):
+            return None
+        if intent.direction == "restore" or self.account.verify == "hash":
+            stored = self.session.fetch_bodies([new_uid]).get(new_uid, b"")
+            if hashlib.sha256(stored).digest() != hashlib.sha256(p.copy).digest():
+                return None
+        return new_uid
+
+    def _done(self, folder: str, direction: Direction, src: int, new: int, size: int) -> None:
+        self.events.on_message_done(MessageDone(self.account.name, folder, direction, src, new, size))
+
+    # -- restoring ------------------------------------------------------------------------------------
+    def restore_folder(self, folder: str, passphrase: str | None = None) -> FolderReport:
+        """Replace every encrypted copy in `folder` by its original bytes, flags and INTERNALDATE.
+
+        Afterwards the watermark sits above the restored mail, so `run` does not encrypt it again
+        (`backlog` would).
+        """
+        report = FolderReport(folder)
+        status, report.recovered = self.open_folder(folder)
+        uids = self.session.uids_above(0)
+        meter = RateMeter(self.account.name, folder, len(uids))
+        for batch in _chunks(uids, self.account.batch_size):
+            infos = self.session.fetch_info(batch, envelope.CLASSIFY_HEADERS)
+            ours = [i for i in infos.values() if envelope.classify(i.headers) is envelope.Kind.OURS]
+            report.candidates += len(ours)
+            if ours:
+                refusal = self.remover.refusal(self.session, folder, [i.uid for i in ours])
+                if refusal:
+                    raise ServerError(f"not restoring now: {refusal}", "try again later")
+            for group in _by_bytes(ours, MAX_BYTES_IN_FLIGHT):
+                report.restored += self._restore_group(status, group, passphrase, report)
+            self.events.on_progress(meter.advance(len(batch)))
+        self.journal.advance_watermark(folder, self.session.select(folder).uidnext - 1)
+        self.journal.note_run(folder, report.failed, None)
+        return report
+
+    def _restore_group(
+        self, status: FolderStatus, group: list[MessageInfo], passphrase: str | None, report: FolderReport
+    ) -> int:
+        bodies = self.session.fetch_bodies([i.uid for i in group])
+        present = [info for info in group if info.uid in bodies]
+
+        def open_one(info: MessageInfo) -> bytes | EnvelopeError:
+            try:
+                original: bytes = envelope.restore(bodies[info.uid], self.gpg, passphrase)
+            except EnvelopeError as exc:
+                return exc
+            return original
+
+        prepared: list[_Prepared] = []
+        for info, original in zip(present, self._pool.map(open_one, present), strict=True):
+            if isinstance(original, EnvelopeError):
+                report.failed += 1
+                self.events.on_error(original)
+                continue
+            seal_id = envelope.message_id(original, self.id_secret)
+            prepared.append(_Prepared(info, original, seal_id, info.flags, info.internaldate))
+        return len(self._store(status, prepared, "restore"))

@@ -1,0 +1,135 @@
+"""How each kind of server lets the engine delete an original without touching anything else (§4).
+
+The engine asks a `Remover` two questions: "can you delete these now?" (before it appends anything,
+so a refusal leaves no duplicate) and "delete them". Which remover serves a session is decided from
+its capabilities, never from its name.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from imapcrypt.config import OriginalPolicy
+from imapcrypt.errors import ServerError
+from imapcrypt.session import Session
+
+log = logging.getLogger(__name__)
+TRASH = b"\\Trash"
+
+
+class Remover(Protocol):
+    """Deletes originals from the selected folder once their copies are verified."""
+
+    name: str
+
+    def refusal(self, session: Session, folder: str, uids: Sequence[int]) -> str | None:
+        """Why `uids` cannot be deleted safely right now, or None when they can."""
+
+    def remove(self, session: Session, folder: str, uids: Sequence[int]) -> None:
+        """Delete `uids` from `folder` (left selected afterwards), touching no other message."""
+
+
+@dataclass
+class UidExpungeRemover:
+    """UIDPLUS: `UID EXPUNGE` removes exactly our messages (policy purge) or MOVE to Trash (trash)."""
+
+    policy: OriginalPolicy
+    name: str = "uid-expunge"
+
+    def refusal(self, session: Session, folder: str, uids: Sequence[int]) -> str | None:
+        """UID EXPUNGE is always safe."""
+        return None
+
+    def remove(self, session: Session, folder: str, uids: Sequence[int]) -> None:
+        """Expunge exactly `uids`, or move them to Trash under policy "trash"."""
+        trash = session.special_folder(TRASH) if self.policy == "trash" else None
+        if trash and trash != folder:
+            if session.can_move:
+                session.move(uids, trash)
+                return
+            session.copy(uids, trash)
+        session.delete_uids(uids)
+
+
+@dataclass
+class MoveToTrashRemover:
+    """No UIDPLUS but MOVE: move originals to the \\Trash folder, then purge them there if asked.
+
+    In Trash the moved messages are found among the UIDs above Trash's UIDNEXT before the move, by
+    size; they are expunged only when no other message there carries \\Deleted.
+    """
+
+    policy: OriginalPolicy
+    name: str = "move-to-trash"
+
+    def refusal(self, session: Session, folder: str, uids: Sequence[int]) -> str | None:
+        """Refuse when the server has no \\Trash folder to move to."""
+        trash = session.special_folder(TRASH)
+        if not trash or trash == folder:
+            return "the server has neither UIDPLUS nor a \\Trash folder to move originals to"
+        return None
+
+    def remove(self, session: Session, folder: str, uids: Sequence[int]) -> None:
+        """Move `uids` to Trash; under policy "purge" expunge them there when that is safe."""
+        trash = session.special_folder(TRASH)
+        if not trash:
+            raise ServerError("the server's \\Trash folder disappeared", "create a Trash folder")
+        sizes = {info.size for info in session.fetch_info(uids, ["Message-ID"]).values()}
+        first_new = session.uidnext(trash)
+        session.move(uids, trash)
+        if self.policy == "purge":
+            self._purge(session, trash, first_new, sizes, len(uids))
+        session.select(folder)
+
+    @staticmethod
+    def _purge(session: Session, trash: str, first_new: int, sizes: set[int], count: int) -> None:
+        session.select(trash)
+        arrived = session.fetch_info(session.uids_above(first_new - 1), ["Message-ID"])
+        ours = sorted(uid for uid, info in arrived.items() if info.size in sizes)[:count]
+        if session.deleted_uids():
+            log.warning("left %d original(s) in Trash: other messages there are marked deleted", len(ours))
+            return
+        session.mark_deleted(ours)
+        session.expunge_all()
+
+
+@dataclass
+class SoleExpungeRemover:
+    """Neither UIDPLUS nor MOVE: a bare EXPUNGE, only while no other message carries \\Deleted."""
+
+    policy: OriginalPolicy
+    name: str = "sole-expunge"
+
+    def refusal(self, session: Session, folder: str, uids: Sequence[int]) -> str | None:
+        """Refuse while another message in the folder is marked \\Deleted (EXPUNGE would take it)."""
+        others = set(session.deleted_uids()) - set(uids)
+        if others:
+            return (
+                f"{len(others)} other message(s) in {folder} are marked deleted and this server "
+                "cannot expunge single messages (no UIDPLUS, no MOVE)"
+            )
+        return None
+
+    def remove(self, session: Session, folder: str, uids: Sequence[int]) -> None:
+        """Mark `uids` deleted and expunge, after checking again that nothing else is marked."""
+        reason = self.refusal(session, folder, uids)
+        if reason:
+            raise ServerError(f"not deleting the originals: {reason}", "expunge that folder in your client")
+        if self.policy == "trash":
+            trash = session.special_folder(TRASH)
+            if trash and trash != folder:
+                session.copy(uids, trash)
+        session.mark_deleted(uids)
+        session.expunge_all()
+
+
+def remover_for(session: Session, policy: OriginalPolicy) -> Remover:
+    """The safest way this server offers to delete originals under `policy`."""
+    if session.can_expunge_uid:
+        return UidExpungeRemover(policy)
+    if session.can_move:
+        return MoveToTrashRemover(policy)
+    return SoleExpungeRemover(policy)
