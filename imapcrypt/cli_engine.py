@@ -13,8 +13,6 @@ from imapcrypt.engine import FolderReport
 from imapcrypt.errors import ConfigError, ImapcryptError
 from imapcrypt.events import MessageDone, Progress
 
-Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
-
 
 class TerminalEvents:
     """Shows engine progress on a terminal: a redrawn bar on a TTY, a line every few seconds otherwise."""
@@ -141,7 +139,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `run`, `backlog`, `restore` and `status` to the command line."""
     account_help = "only this account (default: every account)"
     run = subparsers.add_parser("run", help="encrypt new mail in the watched folders")

@@ -139,29 +139,39 @@ class Engine:
         status = self.session.select(folder)
         if self.journal.set_uidvalidity(folder, status.uidvalidity):
             log.warning("folder %s: UIDVALIDITY changed; rescanning from the start", folder)
-        recovered = 0
-        for intent in self.journal.pending(folder):
-            self._recover(status, intent)
-            recovered += 1
+        recovered = self._recover(self.journal.pending(folder))
         return status, recovered
 
-    def _recover(self, status: FolderStatus, intent: Intent) -> None:
-        copies = self._find_copies(intent)
-        if not copies:
-            # Never deleted before a verified copy existed: the original is still there.
-            log.info("folder %s: uid %d had no copy yet; it will be redone", intent.folder, intent.src_uid)
-            self.journal.abandon(intent)
-            return
-        keep, extra = copies[0], copies[1:]
-        if extra and self.session.can_expunge_uid:
-            self.session.delete_uids(extra)
-        if self.session.fetch_info([intent.src_uid], ["Message-ID"]):
-            self.remover.remove(self.session, intent.folder, [intent.src_uid])
-        log.info(
-            "folder %s: finished uid %d -> %d after an interruption", intent.folder, intent.src_uid, keep
-        )
-        self.journal.complete(intent)
-        self._done(intent.folder, intent.direction, intent.src_uid, keep, intent.size)
+    def _recover(self, intents: list[Intent]) -> int:
+        """Resolve unfinished intents: finish those whose copy is on the server, drop the others.
+
+        The originals of all finished ones are removed together: a server that can only expunge a
+        whole folder must not see our own half-deleted originals as someone else's.
+        """
+        finished: list[tuple[Intent, int]] = []
+        for intent in intents:
+            copies = self._find_copies(intent)
+            if not copies:
+                # Never deleted before a verified copy existed: the original is still there.
+                log.info(
+                    "folder %s: uid %d had no copy yet; it will be redone", intent.folder, intent.src_uid
+                )
+                self.journal.abandon(intent)
+                continue
+            if len(copies) > 1 and self.session.can_expunge_uid:
+                self.session.delete_uids(copies[1:])
+            finished.append((intent, copies[0]))
+        if not finished:
+            return len(intents)
+        folder = finished[0][0].folder
+        present = self.session.fetch_info([intent.src_uid for intent, _ in finished], ["Message-ID"])
+        if present:
+            self.remover.remove(self.session, folder, sorted(present))
+        for intent, copy_uid in finished:
+            log.info("folder %s: finished uid %d after an interruption", folder, intent.src_uid)
+            self.journal.complete(intent)
+            self._done(folder, intent.direction, intent.src_uid, copy_uid, intent.size)
+        return len(intents)
 
     def _find_copies(self, intent: Intent) -> list[int]:
         """Verified copies of an intent's message on the server, lowest UID first."""

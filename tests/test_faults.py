@@ -1,0 +1,164 @@
+"""Injected faults: after any of them and one recovery run, every original exists exactly once.
+
+A proxy between engine and Dovecot cuts the connection right after the server answered (or right
+before it receives) the N-th FETCH, APPEND, STORE, EXPUNGE, MOVE or SEARCH, for every N a clean run
+issues; the CLI is SIGKILLed at random moments of a 300-message backlog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from imapcrypt import envelope
+from imapcrypt.errors import TransientError
+from tests.fixtures.corpus import Seed, varied_seeds
+from tests.fixtures.dovecot import DovecotServer, hide_capabilities
+from tests.fixtures.engine import Rig, assert_exactly_once
+from tests.fixtures.proxy import FaultProxy
+
+SEEDS = varied_seeds(6, seed=11)
+# The commands that change or reveal server state, as the proxy names them.
+FAULT_COMMANDS = (
+    "UID FETCH",
+    "APPEND",
+    "UID STORE",
+    "UID EXPUNGE",
+    "UID MOVE",
+    "UID SEARCH",
+    "EXPUNGE",
+    "STORE",
+)
+VARIANTS = {
+    "uidplus-multiappend": "",
+    "uidplus-single-append": hide_capabilities("MULTIAPPEND"),
+    "no-uidplus-with-move": hide_capabilities("UIDPLUS"),
+    "no-uidplus-no-move": hide_capabilities("UIDPLUS", "MOVE"),
+}
+
+
+def _run(rig: Rig) -> None:
+    with rig.engine() as engine:
+        engine.encrypt_folder("INBOX")
+
+
+def _all_encrypted(rig: Rig) -> bool:
+    return all(envelope.classify(m.body) is envelope.Kind.OURS for m in rig.mailbox.state())
+
+
+def _commands_of_clean_run(rig: Rig, proxy: FaultProxy) -> dict[str, int]:
+    rig.mailbox.seed(SEEDS)
+    proxy.reset_counts()
+    _run(rig.at_port(proxy.port))
+    assert _all_encrypted(rig)
+    return {name: n for name, n in proxy.counts().items() if name in FAULT_COMMANDS}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("mode", ["after", "before"])
+def test_a_cut_at_every_command_loses_and_duplicates_nothing(
+    variant: str,
+    mode: str,
+    dovecot_factory: Callable[[str], DovecotServer],
+    rig_on: Callable[[DovecotServer], Rig],
+    fault_proxy_factory: Callable[[int], FaultProxy],
+) -> None:
+    server = dovecot_factory(VARIANTS[variant])
+    proxy = fault_proxy_factory(server.port)
+    first = rig_on(server).with_policy(batch_size=3)
+    counts = _commands_of_clean_run(first, proxy)
+    assert counts.get("APPEND", 0) >= 1
+    injected = 0
+    for command, total in sorted(counts.items()):
+        for nth in range(1, total + 1):
+            rig = rig_on(server).with_policy(batch_size=3)
+            rig.mailbox.seed(SEEDS)
+            proxy.reset_counts()
+            (proxy.cut_after if mode == "after" else proxy.cut_before)(command, nth)
+            # The cut reaches the engine as a TransientError; a cut after the very last command may not.
+            with contextlib.suppress(TransientError):
+                _run(rig.at_port(proxy.port))
+            assert proxy.cuts_done == injected + 1, f"{mode} {command} #{nth} did not fire"
+            injected += 1
+            _run(rig)  # the recovery run, straight to the server
+            assert_exactly_once(rig, SEEDS)
+            assert _all_encrypted(rig), f"not all encrypted after a cut {mode} {command} #{nth}"
+    assert injected >= sum(counts.values())
+
+
+def test_a_cut_during_restore_loses_and_duplicates_nothing(
+    rig: Rig, fault_proxy_factory: Callable[[int], FaultProxy]
+) -> None:
+    rig.mailbox.seed(SEEDS)
+    proxy = fault_proxy_factory(rig.account.port)
+    for command in ("APPEND", "UID STORE", "UID EXPUNGE"):
+        with rig.engine() as engine:
+            engine.encrypt_folder("INBOX", backlog=True)
+        assert _all_encrypted(rig)
+        proxy.cut_after(command, 1)
+        with pytest.raises(TransientError), rig.at_port(proxy.port).engine() as engine:
+            engine.restore_folder("INBOX")
+        with rig.engine() as engine:  # the recovery run finds the restored copies by content
+            assert engine.open_folder("INBOX")[1] > 0
+        assert_exactly_once(rig, SEEDS)
+        with rig.engine() as engine:
+            engine.restore_folder("INBOX")
+        assert sorted(m.body for m in rig.mailbox.state()) == sorted(s.raw for s in SEEDS)
+
+
+def _backlog_process(config: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "imapcrypt", "--config", config, "backlog"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
+    )
+
+
+def test_sigkill_at_random_moments_of_a_300_message_backlog(rig: Rig) -> None:
+    seeds: list[Seed] = varied_seeds(300, seed=21)
+    rig = rig.with_policy(batch_size=25)
+    rig.mailbox.seed(seeds)
+    config = str(rig.write_config(batch_size="25"))
+    rng = random.Random(7)
+    kills = completed = mid_protocol = 0
+    while kills < 20:
+        process = _backlog_process(config)
+        try:
+            # The fault: a kill at a random moment. A whole backlog takes about two seconds here.
+            process.wait(timeout=rng.uniform(0.1, 1.0))
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+        finally:
+            if process.stderr:
+                errors = process.stderr.read().decode()
+                process.stderr.close()
+        if process.returncode == 0:
+            # Finished before the kill: check it, turn the mail back to plaintext, and go again.
+            assert_exactly_once(rig, seeds)
+            assert _all_encrypted(rig)
+            completed += 1
+            with rig.engine() as engine:
+                engine.restore_folder("INBOX")
+            continue
+        assert process.returncode == -signal.SIGKILL, errors
+        with rig.engine() as engine:  # one recovery run: resolve the intents, nothing more
+            _, resolved = engine.open_folder("INBOX")
+        mid_protocol += resolved > 0
+        assert_exactly_once(rig, seeds)
+    final = _backlog_process(config)
+    _, final_errors = final.communicate(timeout=300)
+    assert final.returncode == 0, final_errors.decode()
+    assert_exactly_once(rig, seeds)
+    assert _all_encrypted(rig)
+    assert kills >= 20
+    assert mid_protocol >= 3, "too few kills landed between an intent and its completion"
