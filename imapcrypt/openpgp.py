@@ -1,18 +1,23 @@
 """OpenPGP through GnuPG (python-gnupg), in an explicit GNUPGHOME.
 
 Everything imapcrypt encrypts or decrypts goes through `GnuPG`: bytes in, bytes out, recipients by
-full fingerprint. The options here are the crypto policy of DESIGN §2 in one place.
+full fingerprint. The options here are the crypto policy of DESIGN §2 in one place: binary literal data,
+SEIPD v1 with MDC and never an AEAD (OCB) packet, compression as measured (docs/format.md).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import enum
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import gnupg
 
-from imapcrypt.errors import DecryptError, RecipientKeyError
+from imapcrypt.errors import DecryptError, ImapcryptError, RecipientKeyError
 
 FINGERPRINT = re.compile(r"^[0-9A-F]{40}$|^[0-9A-F]{64}$")
 
@@ -25,6 +30,56 @@ BASE_OPTIONS = (
     "--no-auto-key-retrieve",
     "--no-greeting",
 )
+# On every encryption: binary literal data even if a gpg.conf asks for text mode, and exactly the
+# configured recipients even if a gpg.conf adds encrypt-to keys.
+ENCRYPT_OPTIONS = ("--no-textmode", "--no-encrypt-to")
+
+_FIX_KEYS = "check the recipients with `imapcrypt keys list`"
+_PKESK, _SKESK, _SEIPD, _OCB = 1, 3, 18, 20
+_GPG_ERR_BAD_PASSPHRASE = 11
+
+
+class Compression(enum.Enum):
+    """What gpg compresses the literal data with (measured in benchmarks/seal.py)."""
+
+    NONE = "none"
+    ZLIB_FAST = "zlib-1"
+    ZLIB = "zlib-6"
+
+    def gpg_options(self) -> list[str]:
+        """The gpg options that select this compression."""
+        if self is Compression.NONE:
+            return ["--compress-algo", "none"]
+        return ["--compress-algo", "zlib", "--compress-level", self.value.rsplit("-", 1)[1]]
+
+
+# zlib level 1 costs ~1.3x the CPU of no compression on text and saves 60-80% of its size; on an
+# attachment that is already compressed it still saves the ~25% of base64 (numbers: docs/format.md).
+DEFAULT_COMPRESSION = Compression.ZLIB_FAST
+
+
+class UnknownKeyError(RecipientKeyError):
+    """The recipient's public key is not in the GnuPG home."""
+
+
+class ExpiredKeyError(RecipientKeyError):
+    """The recipient key (or its every encryption subkey) has expired."""
+
+
+class RevokedKeyError(RecipientKeyError):
+    """The recipient key (or its every encryption subkey) is revoked."""
+
+
+class NotEncryptionKeyError(RecipientKeyError):
+    """The recipient key has no subkey that may encrypt (a sign-only key)."""
+
+
+class AeadKeyError(RecipientKeyError):
+    """GnuPG chose AEAD (OCB), which OpenKeychain and PGPainless cannot read, for these recipients."""
+
+
+class EncryptError(ImapcryptError):
+    """GnuPG failed to encrypt for a reason that is not a recipient key."""
 
 
 def normalise_fingerprint(value: str) -> str:
@@ -41,18 +96,26 @@ def normalise_fingerprint(value: str) -> str:
 
 
 class GnuPG:
-    """A GnuPG home directory and the operations imapcrypt runs in it."""
+    """A GnuPG home directory and the operations imapcrypt runs in it; safe to share between threads.
 
-    def __init__(self, home: Path, binary: str = "gpg") -> None:
+    Every call runs its own gpg process and keeps no state in this object, so a thread pool may call
+    `encrypt` and `decrypt` concurrently (tests/test_openpgp.py runs them in parallel).
+    """
+
+    def __init__(
+        self, home: Path, binary: str = "gpg", *, compression: Compression = DEFAULT_COMPRESSION
+    ) -> None:
         self.home = home
+        self.compression = compression
         self.gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(home), options=list(BASE_OPTIONS))
         self.gpg.encoding = "utf-8"
 
-    def encrypt(self, data: bytes, recipients: Sequence[str]) -> bytes:
-        """ASCII-armored OpenPGP message of `data` (binary literal data) for every recipient.
+    def encrypt(self, data: bytes, recipients: Sequence[str], *, armor: bool = True) -> bytes:
+        """An OpenPGP message of `data` (binary literal data, SEIPD v1) for every recipient.
 
-        Recipients are full fingerprints; a recipient GnuPG cannot use raises RecipientKeyError and
-        nothing is returned.
+        ASCII-armored unless `armor` is False. Recipients are full fingerprints. A recipient GnuPG cannot
+        use raises a RecipientKeyError subclass that names the problem; a result that would use an AEAD
+        packet raises AeadKeyError. Either way nothing is returned.
         """
         fingerprints = [normalise_fingerprint(r) for r in recipients]
         if not fingerprints:
@@ -60,25 +123,170 @@ class GnuPG:
         result = self.gpg.encrypt(
             data,
             fingerprints,
-            armor=True,
+            armor=armor,
             always_trust=True,  # the user named these keys by full fingerprint
-            extra_args=["--compress-algo", "none"],
+            extra_args=[*ENCRYPT_OPTIONS, *self.compression.gpg_options()],
         )
-        if not result.ok:
-            raise RecipientKeyError(
-                f"GnuPG could not encrypt: {result.status}",
-                "check the recipients with `imapcrypt keys list`",
-            )
-        armored: bytes = result.data
-        return armored
+        if not result.ok or result.returncode != 0:
+            self.check_recipients(fingerprints)
+            raise EncryptError(f"GnuPG could not encrypt: {result.status}", "run `imapcrypt doctor`")
+        output: bytes = result.data
+        _require_seipd_v1(_dearmor_head(output) if armor else output)
+        return output
+
+    def check_recipients(self, recipients: Sequence[str]) -> None:
+        """Return if every recipient is a known, valid key that can encrypt; else the typed error."""
+        for fingerprint in (normalise_fingerprint(r) for r in recipients):
+            keys: list[dict[str, Any]] = list(self.gpg.list_keys(keys=[fingerprint]))
+            if not keys:
+                raise UnknownKeyError(
+                    f"no public key {fingerprint} in the GnuPG home",
+                    f"import it: gpg --homedir {self.home} --import KEYFILE",
+                )
+            _check_key(fingerprint, keys[0])
 
     def decrypt(self, data: bytes, passphrase: str | None = None) -> bytes:
-        """The plaintext of an OpenPGP message; DecryptError if it does not decrypt with integrity."""
-        result = self.gpg.decrypt(data, passphrase=passphrase)
-        if not result.ok:
+        """The plaintext of an OpenPGP message, whole, or DecryptError; never a partial plaintext.
+
+        gpg writes plaintext as it goes and reports a failed integrity check only at the end: the
+        output counts only if gpg exited 0 and reported DECRYPTION_OKAY without a failure after it.
+        """
+        try:
+            result = self.gpg.decrypt(data, passphrase=passphrase or None)
+        except ValueError as exc:  # python-gnupg refuses passphrases with line breaks
+            raise DecryptError("the passphrase cannot contain a line break", "type it again") from exc
+        status = _status_lines(result.stderr)
+        keywords = {keyword for keyword, _ in status}
+        if result.ok and result.returncode == 0 and not keywords & {"DECRYPTION_FAILED", "BADMDC"}:
+            plaintext: bytes = result.data
+            return plaintext
+        failures = {
+            rest.split()[0]: _error_code(rest) for keyword, rest in status if keyword == "ERROR" and rest
+        }
+        if "BAD_PASSPHRASE" in keywords or _GPG_ERR_BAD_PASSPHRASE in failures.values():
+            raise DecryptError("the passphrase for the secret key is wrong", "type it again")
+        if "pkdecrypt_failed" in failures:
             raise DecryptError(
-                f"GnuPG could not decrypt: {result.status}",
-                "make sure the secret key is in the GnuPG home and the passphrase is right",
+                "the secret key could not be unlocked",
+                "give its passphrase, or let gpg-agent ask for it through a pinentry",
             )
-        plaintext: bytes = result.data
-        return plaintext
+        if "NO_SECKEY" in keywords:
+            raise DecryptError(
+                "no secret key in the GnuPG home opens this message",
+                f"import the secret key into {self.home}",
+            )
+        raise DecryptError(
+            "the encrypted data is damaged or not an OpenPGP message",
+            "fetch the message again; if it stays damaged, keep it as it is",
+        )
+
+
+def _status_lines(stderr: str) -> list[tuple[str, str]]:
+    """The (keyword, rest) pairs of gpg's machine-readable status lines."""
+    lines = (line[9:].split(None, 1) for line in stderr.splitlines() if line.startswith("[GNUPG:] "))
+    return [(parts[0], parts[1] if len(parts) > 1 else "") for parts in lines if parts]
+
+
+def _error_code(rest: str) -> int:
+    """The libgpg-error code (low 16 bits) in an ERROR status line, or -1."""
+    last = rest.rsplit(maxsplit=1)[-1]
+    return int(last) & 0xFFFF if last.isdigit() else -1
+
+
+def _check_key(fingerprint: str, key: dict[str, Any]) -> None:
+    validity = key.get("trust", "")
+    if validity == "r":
+        raise RevokedKeyError(f"recipient key {fingerprint} is revoked", "replace it with a current key")
+    if validity == "e":
+        raise ExpiredKeyError(
+            f"recipient key {fingerprint} has expired",
+            f"extend it (gpg --quick-set-expire {fingerprint}) or replace it",
+        )
+    if "E" in key.get("cap", ""):
+        return
+    subkeys = [s for s in key.get("subkey_info", {}).values() if "e" in s.get("cap", "")]
+    states = {s.get("trust", "") for s in subkeys}
+    if subkeys and states == {"r"}:
+        raise RevokedKeyError(f"every encryption subkey of {fingerprint} is revoked", "add a new subkey")
+    if subkeys and states <= {"e", "r"}:
+        raise ExpiredKeyError(
+            f"every encryption subkey of {fingerprint} has expired",
+            f"extend it (gpg --quick-set-expire {fingerprint} 2y '*') or add a new one",
+        )
+    raise NotEncryptionKeyError(
+        f"recipient key {fingerprint} cannot encrypt (it has no encryption subkey)",
+        f"add one (gpg --quick-add-key {fingerprint} cv25519 encr) or use another key",
+    )
+
+
+def _dearmor_head(armored: bytes, limit: int = 32768) -> bytes:
+    """The first ~24 KB of an armored message's packets: room for the session keys of many recipients."""
+    lines = armored[:limit].split(b"\n")[:-1]  # the last piece may be a cut line
+    body: list[bytes] = []
+    in_headers = False
+    for line in (raw.rstrip(b"\r") for raw in lines):
+        if line.startswith(b"-----BEGIN PGP"):
+            in_headers = True
+        elif in_headers:
+            in_headers = bool(line.strip())  # armor header lines end at the first blank line
+        elif line.startswith((b"=", b"-----")):
+            break
+        else:
+            body.append(line.strip())
+    text = b"".join(body)
+    try:
+        return base64.b64decode(text[: len(text) // 4 * 4], validate=True)
+    except binascii.Error:
+        return b""
+
+
+def _require_seipd_v1(binary: bytes) -> None:
+    """Raise unless the first data packet is a SEIPD v1 (MDC) packet: never AEAD, never unprotected."""
+    tag, version = _first_data_packet(binary)
+    if tag == _SEIPD and version == 1:
+        return
+    if tag == _OCB or (tag == _SEIPD and version == 2):
+        raise AeadKeyError(
+            "GnuPG chose AEAD encryption, which OpenKeychain and PGPainless cannot read",
+            "remove AEAD from the key's features: gpg --edit-key FPR, setpref without OCB, save",
+        )
+    raise EncryptError(f"GnuPG wrote an unexpected packet (tag {tag})", "run `imapcrypt doctor`")
+
+
+def _first_data_packet(binary: bytes) -> tuple[int, int]:
+    """Tag and first body octet (the version) of the first packet after the session-key packets."""
+    try:
+        return _walk_packets(binary)
+    except IndexError:  # cut short: not a message gpg would write
+        return -1, -1
+
+
+def _walk_packets(binary: bytes) -> tuple[int, int]:
+    pos = 0
+    while pos < len(binary):
+        ctb = binary[pos]
+        if not ctb & 0x80:
+            break
+        if ctb & 0x40:  # new format
+            tag = ctb & 0x3F
+            length, pos = _new_length(binary, pos + 1)
+        else:
+            tag = (ctb >> 2) & 0x0F
+            size = (1, 2, 4, 0)[ctb & 3]
+            length = int.from_bytes(binary[pos + 1 : pos + 1 + size], "big") if size else -1
+            pos += 1 + size
+        if tag not in (_PKESK, _SKESK):
+            return tag, binary[pos] if pos < len(binary) else -1
+        pos += length
+    return -1, -1
+
+
+def _new_length(binary: bytes, pos: int) -> tuple[int, int]:
+    first = binary[pos] if pos < len(binary) else 0
+    if first < 192:
+        return first, pos + 1
+    if first < 224:
+        return ((first - 192) << 8) + binary[pos + 1] + 192, pos + 2
+    if first == 255:
+        return int.from_bytes(binary[pos + 1 : pos + 5], "big"), pos + 5
+    return 1 << (first & 0x1F), pos + 1  # partial length: only data packets use it

@@ -1,0 +1,173 @@
+"""The header section of a raw message, read without re-serialising anything.
+
+`HeaderSection.parse` splits a message's bytes into header fields exactly as written (folding, line
+endings and 8-bit bytes kept), so the envelope can copy fields as bytes and hand single field values to
+Python's `email` package for *reading* only. The original message is never rebuilt from a parse.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.policy
+import email.utils
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+# RFC 5322 field name: printable US-ASCII except colon; obsolete syntax allows blanks before the colon.
+_FIELD_START = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+# Lines are split on LF only: a lone CR is data, not a line end (it stays inside its line).
+_LINE = re.compile(rb"[^\n]*\n|[^\n]+")
+# What a field must avoid to be copied into a header we write: NUL, lone CR and other controls.
+_UNSAFE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# RFC 5322 §2.1.1 allows 998 octets a line; a copy also appears after "HP-Outer: " (10 octets).
+MAX_LINE = 988
+
+
+@dataclass(frozen=True)
+class Field:
+    """One header field as written: `lines` are its physical lines without their line endings."""
+
+    name: str
+    lines: tuple[bytes, ...]
+
+    @property
+    def key(self) -> str:
+        """The name in lower case, for case-insensitive matching."""
+        return self.name.lower()
+
+    @property
+    def value(self) -> bytes:
+        """The unfolded value: line ends removed (continuation blanks kept), outer blanks stripped."""
+        first = self.lines[0].split(b":", 1)[1]
+        return b"".join((first, *self.lines[1:])).strip(b" \t")
+
+    def text(self) -> str:
+        """The unfolded value as text: UTF-8 (RFC 6532) if it is valid, else Latin-1 (never fails)."""
+        try:
+            return self.value.decode("utf-8")
+        except UnicodeDecodeError:
+            return self.value.decode("latin-1")
+
+    def crlf(self) -> bytes:
+        """The field with every line ending written as CRLF, ready to go into a header we build."""
+        return b"".join(line + b"\r\n" for line in self.lines)
+
+    def is_copyable(self) -> bool:
+        """True if the field can be copied verbatim into a header imapcrypt writes.
+
+        That excludes fields that hold NUL, lone CR or other control bytes, lines over 998 octets,
+        blank continuation lines (some software reads them as the end of the header) and bytes that
+        are not UTF-8: a copy must never make the written message malformed.
+        """
+        for line in self.lines:
+            if len(line) > MAX_LINE or _UNSAFE.search(line):
+                return False
+        if any(not line.strip(b" \t") for line in self.lines[1:]):
+            return False
+        try:
+            b"".join(self.lines).decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class HeaderSection:
+    """The header fields of a message and where its body starts."""
+
+    fields: tuple[Field, ...]
+    body_start: int
+    starts_with_field: bool
+
+    @classmethod
+    def parse(cls, raw: bytes) -> HeaderSection:
+        """Split `raw` at the first empty line (CRLF or LF); works on header bytes alone too.
+
+        Lines that are neither a field nor a continuation are skipped (they stay in the message, which
+        is never rewritten). `starts_with_field` says whether the very first line is a header field.
+        """
+        fields: list[Field] = []
+        current: list[bytes] = []
+        name = ""
+        offset = 0
+        starts_with_field = False
+        for match in _LINE.finditer(raw):
+            line = match.group()
+            offset = match.end()
+            content = line[:-2] if line.endswith(b"\r\n") else line.rstrip(b"\n")
+            if not content:  # the empty line that ends the header section
+                break
+            if content[:1] in (b" ", b"\t") and current:
+                current.append(content)
+                continue
+            if current:
+                fields.append(Field(name, tuple(current)))
+                current = []
+            start = _FIELD_START.match(content)
+            if start:
+                name = start.group(1).decode("ascii")
+                current = [content]
+                starts_with_field = starts_with_field or match.start() == 0
+        else:
+            offset = len(raw)
+        if current:
+            fields.append(Field(name, tuple(current)))
+        return cls(tuple(fields), offset, starts_with_field)
+
+    def all(self, name: str) -> Iterator[Field]:
+        """Every field called `name` (any case), in order."""
+        key = name.lower()
+        return (f for f in self.fields if f.key == key)
+
+    def first(self, name: str) -> Field | None:
+        """The first field called `name` (any case), or None."""
+        return next(self.all(name), None)
+
+
+@dataclass(frozen=True)
+class ContentType:
+    """A parsed Content-Type: the lower-case `type/subtype` and its parameters (names in lower case)."""
+
+    mime_type: str
+    params: dict[str, str]
+
+    @classmethod
+    def of(cls, section: HeaderSection) -> ContentType:
+        """The first Content-Type of `section`, or RFC 2045's default text/plain."""
+        field = section.first("Content-Type")
+        return cls.parse(field.text() if field else "")
+
+    @classmethod
+    def parse(cls, value: str) -> ContentType:
+        """Parse one Content-Type value with the `email` package (reading only)."""
+        holder = _holder("Content-Type", value)
+        return cls(holder.get_content_type(), parameters("Content-Type", value))
+
+
+def parameters(name: str, value: str) -> dict[str, str]:
+    """The parameters of a structured field value (Content-Type, Content-Disposition), names lower case."""
+    holder = _holder(name, value)
+    params: dict[str, str] = {}
+    for key, item in holder.get_params(failobj=[], header=name)[1:]:
+        params.setdefault(key.lower(), email.utils.collapse_rfc2231_value(item).strip())
+    return params
+
+
+def _holder(name: str, value: str) -> email.message.Message:
+    holder = email.message.Message()
+    holder[name] = value.replace("\r", " ").replace("\n", " ")
+    return holder
+
+
+def decode_words(value: str) -> str:
+    """`value` with RFC 2047 encoded words decoded; undecodable words are kept as they are."""
+    try:
+        return str(email.policy.default.header_factory("subject", value))
+    except Exception:  # the email package raises assorted errors on adversarial words; keep raw text
+        return value
+
+
+def has_crlf_only(data: bytes) -> bool:
+    """True if every LF in `data` is preceded by CR and there is no lone CR (IMAP line endings)."""
+    return data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r")
