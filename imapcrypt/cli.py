@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from imapcrypt import __version__, cli_engine
+from imapcrypt import __version__, cli_engine, cli_keys, doctor
 from imapcrypt.errors import ImapcryptError
 
 EXIT_CODES = """\
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Each command module adds its subcommands here ("register" them); keep this list in sync.
     cli_engine.register(subparsers)
+    cli_keys.register(subparsers)
+    doctor.register(subparsers)
     return parser
 
 

@@ -12,15 +12,40 @@ import subprocess
 from pathlib import Path
 
 import keyring
+import keyring.backend
+import keyring.backends.fail
 import keyring.errors
 
 from imapcrypt.config import Account
 from imapcrypt.errors import CredentialsError
+from imapcrypt.openpgp import normalise_fingerprint
 
 SERVICE = "imapcrypt"
 ID_SECRET_ENTRY = "id-secret"  # noqa: S105 - the keyring entry's name, not a secret
 ID_SECRET_BYTES = 32
 COMMAND_TIMEOUT = 60
+
+
+def keyring_problem(backend: keyring.backend.KeyringBackend | None = None) -> str | None:
+    """Why the keyring backend (default: the one keyring chose) cannot hold secrets safely, or None.
+
+    A backend that writes secrets unencrypted to a file is no OS keyring: imapcrypt refuses it.
+    """
+    backend = backend or keyring.get_keyring()
+    name = f"{type(backend).__module__}.{type(backend).__name__}"
+    if isinstance(backend, keyring.backends.fail.Keyring) or getattr(backend, "priority", 1) <= 0:
+        return f"no usable OS keyring ({name})"
+    if "plaintext" in name.lower():
+        return f"{name} stores secrets unencrypted on disk"
+    return None
+
+
+def _keyring() -> keyring.backend.KeyringBackend:
+    backend = keyring.get_keyring()
+    problem = keyring_problem(backend)
+    if problem:
+        raise keyring.errors.NoKeyringError(problem)
+    return backend
 
 
 def run_secret_command(command: str, what: str) -> str:
@@ -49,7 +74,7 @@ def account_password(account: Account) -> str:
     if account.password_command:
         return run_secret_command(account.password_command, "password_command")
     try:
-        password = keyring.get_password(SERVICE, account.keyring_user)
+        password = _keyring().get_password(SERVICE, account.keyring_user)
     except keyring.errors.KeyringError as exc:
         raise CredentialsError(
             f"no usable OS keyring for the password of {account.keyring_user} ({type(exc).__name__})",
@@ -66,7 +91,7 @@ def account_password(account: Account) -> str:
 def store_account_password(account: Account, password: str) -> None:
     """Put the account's password into the OS keyring."""
     try:
-        keyring.set_password(SERVICE, account.keyring_user, password)
+        _keyring().set_password(SERVICE, account.keyring_user, password)
     except keyring.errors.KeyringError as exc:
         raise CredentialsError(
             f"could not store the password in the OS keyring ({type(exc).__name__})",
@@ -82,10 +107,11 @@ def id_secret(data_dir: Path) -> bytes:
     re-runs would not recognise their own copies.
     """
     try:
-        stored = keyring.get_password(SERVICE, ID_SECRET_ENTRY)
+        backend = _keyring()
+        stored = backend.get_password(SERVICE, ID_SECRET_ENTRY)
         if stored is None:
             stored = random_source.token_hex(ID_SECRET_BYTES)
-            keyring.set_password(SERVICE, ID_SECRET_ENTRY, stored)
+            backend.set_password(SERVICE, ID_SECRET_ENTRY, stored)
         return bytes.fromhex(stored)
     except keyring.errors.KeyringError:
         return _file_id_secret(data_dir / "id-secret")
@@ -110,3 +136,41 @@ def _file_id_secret(path: Path) -> bytes:
     else:
         temp.unlink()
     return bytes.fromhex(path.read_text().strip())
+
+
+# Secret-key passphrases: in the OS keyring only when the user asked (`keys ... --remember`). By
+# default gpg-agent/pinentry or the tray asks; the daemon never needs one (encrypting uses public keys).
+def _entry(fingerprint: str) -> str:
+    return f"passphrase:{normalise_fingerprint(fingerprint)}"
+
+
+def remembered_passphrase(fingerprint: str) -> str | None:
+    """The passphrase the user asked to remember for this key, or None (also when no keyring works)."""
+    try:
+        return _keyring().get_password(SERVICE, _entry(fingerprint))
+    except keyring.errors.KeyringError:
+        return None
+
+
+def remember_passphrase(fingerprint: str, passphrase: str) -> None:
+    """Store the key's passphrase in the OS keyring; CredentialsError if there is no usable keyring."""
+    try:
+        _keyring().set_password(SERVICE, _entry(fingerprint), passphrase)
+    except keyring.errors.KeyringError as exc:
+        raise CredentialsError(
+            f"could not store the passphrase in the OS keyring ({type(exc).__name__})",
+            "set passphrase_command in the account instead, or type it when asked",
+        ) from None
+
+
+def forget_passphrase(fingerprint: str) -> bool:
+    """Remove a remembered passphrase; False if none was stored."""
+    try:
+        _keyring().delete_password(SERVICE, _entry(fingerprint))
+    except keyring.errors.PasswordDeleteError:
+        return False
+    except keyring.errors.KeyringError as exc:
+        raise CredentialsError(
+            f"the OS keyring refused ({type(exc).__name__})", "check the keyring"
+        ) from None
+    return True

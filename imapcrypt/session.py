@@ -393,3 +393,31 @@ def probe_port(host: str, port: int, timeout: float = 10.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def peer_certificate(account: Account) -> bytes:
+    """The DER certificate the server presents (implicit TLS or after STARTTLS), fetched without
+    trusting it, for `doctor` to show; b"" for `plain` or when no TLS connection can be made."""
+    if account.security == "plain":
+        return b""
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    try:
+        client = imapclient.IMAPClient(
+            account.host,
+            port=account.port,
+            ssl=account.security == "tls",
+            ssl_context=unverified,
+            timeout=TIMEOUT_SECONDS,
+        )
+        try:
+            if account.security == "starttls":
+                client.starttls(unverified)
+            sock = client._imap.sock
+            der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+        finally:
+            client.shutdown()
+    except (OSError, imaplib.IMAP4.error, imapclient.exceptions.IMAPClientError):
+        return b""
+    return der or b""
