@@ -16,8 +16,10 @@ from imapcrypt.config import Account, Config
 from imapcrypt.engine import Engine
 from imapcrypt.events import EngineEvents
 from imapcrypt.journal import Journal
+from imapcrypt.keycheck import require_recipients
 from imapcrypt.openpgp import GnuPG
-from imapcrypt.secrets import account_password, id_secret, run_secret_command
+from imapcrypt.secrets import account_password, id_secret, remembered_passphrase, run_secret_command
+from imapcrypt.selftest import require_self_test
 from imapcrypt.session import Session, connect
 
 
@@ -41,10 +43,25 @@ def open_session(account: Account) -> Session:
 
 
 def account_passphrase(account: Account) -> str | None:
-    """The secret key's passphrase from `passphrase_command`; None lets gpg-agent ask (pinentry)."""
+    """The secret key's passphrase: `passphrase_command`, else one the user asked the keyring to
+    remember for a recipient key; None lets gpg-agent ask (pinentry)."""
     if account.passphrase_command:
         return run_secret_command(account.passphrase_command, "passphrase_command")
+    for recipient in account.recipients:
+        remembered = remembered_passphrase(recipient)
+        if remembered is not None:
+            return remembered
     return None
+
+
+def ready_to_encrypt(config: Config, account: Account) -> None:
+    """Refuse to encrypt for `account` until every recipient key is fit (usable, unexpired, unrevoked,
+    strong enough) and one of them passed the self-test or the user confirmed its secret lives elsewhere.
+
+    Raises RecipientKeyError naming the key and the reason.
+    """
+    require_recipients(GnuPG(config.gnupg_home), account.recipients)
+    require_self_test(config.data_dir, account)
 
 
 @dataclass

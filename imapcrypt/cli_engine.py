@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-from imapcrypt.api import account_passphrase, open_account, open_journal
+from imapcrypt.api import account_passphrase, open_account, open_journal, ready_to_encrypt
 from imapcrypt.config import Account, Config, load_config
 from imapcrypt.engine import FolderReport
 from imapcrypt.errors import ConfigError, ImapcryptError
@@ -86,6 +86,7 @@ def _encrypt(args: argparse.Namespace, backlog: bool) -> int:
     config = load_config(args.config)
     failures = 0
     for account in _accounts(config, args.account):
+        ready_to_encrypt(config, account)
         with open_account(config, account, TerminalEvents()) as opened:
             for folder in _folders(account, getattr(args, "folder", None)):
                 report = opened.engine.encrypt_folder(folder, backlog=backlog, dry_run=args.dry_run)

@@ -156,7 +156,7 @@ class Engine:
                 log.info(
                     "folder %s: uid %d had no copy yet; it will be redone", intent.folder, intent.src_uid
                 )
-                self.journal.abandon(intent)
+                self.journal.abandon([intent])
                 continue
             if len(copies) > 1 and self.session.can_expunge_uid:
                 self.session.delete_uids(copies[1:])
@@ -167,9 +167,9 @@ class Engine:
         present = self.session.fetch_info([intent.src_uid for intent, _ in finished], ["Message-ID"])
         if present:
             self.remover.remove(self.session, folder, sorted(present))
+        self.journal.complete([intent for intent, _ in finished])
         for intent, copy_uid in finished:
             log.info("folder %s: finished uid %d after an interruption", folder, intent.src_uid)
-            self.journal.complete(intent)
             self._done(folder, intent.direction, intent.src_uid, copy_uid, intent.size)
         return len(intents)
 
@@ -281,7 +281,7 @@ class Engine:
         for info, result in zip(present, sealed, strict=True):
             if isinstance(result, envelope.Sealed):
                 prepared.append(_Prepared(info, result.message, result.id, info.flags, info.internaldate))
-            elif result is envelope.Kind.INLINE_PGP:
+            elif result is None:
                 report.sender_encrypted += 1
                 handled.add(info.uid)
             else:
@@ -291,12 +291,15 @@ class Engine:
         report.encrypted += sum(1 for p in prepared if p.info.uid in handled)
         return handled
 
-    def _seal(self, info: MessageInfo, raw: bytes) -> envelope.Sealed | envelope.Kind | ImapcryptError:
-        """Runs on the worker pool: seal one message, or say why not (never raises)."""
+    def _seal(self, info: MessageInfo, raw: bytes) -> envelope.Sealed | ImapcryptError | None:
+        """Runs on the worker pool: seal one message; None when its body shows the sender encrypted it.
+
+        Never raises: a failure comes back as the error, for the caller to report.
+        """
         try:
             kind = envelope.classify(raw)
             if kind is envelope.Kind.INLINE_PGP and not self.account.encrypt_encrypted:
-                return kind
+                return None
             return envelope.seal(
                 raw,
                 self.gpg,
@@ -320,25 +323,18 @@ class Engine:
             )
             for p in prepared
         }
-        for intent in intents.values():
-            self.journal.begin(intent)
+        self.journal.begin(list(intents.values()))
         new_uids = self._append(status.name, prepared, intents)
-        verified: dict[int, int] = {}
+        verified = self._verify(prepared, intents, new_uids, direction)
         for p in prepared:
-            if p.info.uid not in new_uids:
-                continue
-            copy_uid = self._verify(p, intents[p.info.uid], new_uids[p.info.uid])
-            if copy_uid is None:
+            if p.info.uid in new_uids and p.info.uid not in verified:
                 # The intent stays: the next run's recovery looks for the copy again.
                 self.events.on_error(ServerError(f"the copy of uid {p.info.uid} could not be verified"))
-                continue
-            verified[p.info.uid] = copy_uid
         if verified:
             self.remover.remove(self.session, status.name, sorted(verified))
+            self.journal.complete([intents[src] for src in verified])
         for src, copy_uid in verified.items():
-            intent = intents[src]
-            self.journal.complete(intent)
-            self._done(status.name, direction, src, copy_uid, intent.size)
+            self._done(status.name, direction, src, copy_uid, intents[src].size)
         return set(verified)
 
     def _append(
@@ -353,8 +349,7 @@ class Engine:
             try:
                 uids = self.session.append_many(folder, [(p.copy, p.flags, p.when) for p in prepared])
             except QuotaError:
-                for intent in intents.values():
-                    self.journal.abandon(intent)
+                self.journal.abandon(list(intents.values()))
                 raise
             except TransientError:
                 raise
@@ -369,33 +364,57 @@ class Engine:
             try:
                 new[p.info.uid] = self.session.append(folder, p.copy, p.flags, p.when)
             except QuotaError:
-                for later in prepared[index:]:
-                    self.journal.abandon(intents[later.info.uid])
+                self.journal.abandon([intents[later.info.uid] for later in prepared[index:]])
                 raise
             except TransientError:
                 raise
             except ServerError as exc:
-                self.journal.abandon(intents[p.info.uid])
+                self.journal.abandon([intents[p.info.uid]])
                 self.events.on_error(exc)
         return new
 
-    def _verify(self, p: _Prepared, intent: Intent, new_uid: int | None) -> int | None:
-        """The UID of the stored copy once it is proven to be `p.copy` on the server, else None."""
-        if new_uid is None:
-            found = self._find_copies(intent)
-            new_uid = found[0] if found else None
-        if new_uid is None or new_uid == p.info.uid:
-            return None
-        info = self.session.fetch_info([new_uid], VERIFY_FIELDS).get(new_uid)
-        if info is None or info.size != len(p.copy):
-            return None
-        if intent.direction == "encrypt" and not self._is_copy(info, p.seal_id, len(p.copy)):
-            return None
-        if intent.direction == "restore" or self.account.verify == "hash":
-            stored = self.session.fetch_bodies([new_uid]).get(new_uid, b"")
-            if hashlib.sha256(stored).digest() != hashlib.sha256(p.copy).digest():
-                return None
-        return new_uid
+    def _verify(
+        self,
+        prepared: list[_Prepared],
+        intents: dict[int, Intent],
+        new_uids: dict[int, int | None],
+        direction: Direction,
+    ) -> dict[int, int]:
+        """Map original UID -> copy UID for every copy proven to be on the server as sent.
+
+        One FETCH checks all copies the server named (UID, size, our id, multipart/encrypted); a copy
+        whose UID the server did not say is looked for as recovery would. Restores, and every copy
+        under verify = "hash", are also compared byte for byte.
+        """
+        claimed: dict[int, int] = {}
+        for p in prepared:
+            if p.info.uid not in new_uids:
+                continue
+            uid = new_uids[p.info.uid]
+            if uid is None:
+                found = self._find_copies(intents[p.info.uid])
+                uid = found[0] if found else None
+            if uid is not None and uid != p.info.uid:
+                claimed[p.info.uid] = uid
+        infos = self.session.fetch_info(sorted(claimed.values()), VERIFY_FIELDS)
+        verified: dict[int, int] = {}
+        for p in prepared:
+            uid = claimed.get(p.info.uid)
+            info = infos.get(uid) if uid is not None else None
+            if uid is None or info is None or info.size != len(p.copy):
+                continue
+            if direction == "encrypt" and not self._is_copy(info, p.seal_id, len(p.copy)):
+                continue
+            verified[p.info.uid] = uid
+        if direction == "restore" or self.account.verify == "hash":
+            stored = self.session.fetch_bodies(sorted(verified.values()))
+            copies = {p.info.uid: p.copy for p in prepared}
+            verified = {
+                src: uid
+                for src, uid in verified.items()
+                if hashlib.sha256(stored.get(uid, b"")).digest() == hashlib.sha256(copies[src]).digest()
+            }
+        return verified
 
     def _done(self, folder: str, direction: Direction, src: int, new: int, size: int) -> None:
         self.events.on_message_done(MessageDone(self.account.name, folder, direction, src, new, size))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,46 +169,42 @@ class Journal:
                 (now, waiting, error, name),
             )
 
-    def begin(self, intent: Intent) -> None:
-        """Record the intent before the first server write for it."""
+    def begin(self, intents: Sequence[Intent]) -> None:
+        """Record the intents, in one transaction, before the first server write for any of them."""
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         with self._transaction():
-            self._ensure(intent.folder)
-            self._db.execute(
+            for folder in {intent.folder for intent in intents}:
+                self._ensure(folder)
+            self._db.executemany(
                 "INSERT OR REPLACE INTO intent VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    intent.folder,
-                    intent.uidvalidity,
-                    intent.src_uid,
-                    intent.direction,
-                    intent.seal_id,
-                    intent.size,
-                    intent.uidnext,
-                    now,
-                ),
+                [
+                    (i.folder, i.uidvalidity, i.src_uid, i.direction, i.seal_id, i.size, i.uidnext, now)
+                    for i in intents
+                ],
             )
 
-    def complete(self, intent: Intent) -> None:
-        """The original is gone and its copy verified: forget the intent and count it."""
+    def complete(self, intents: Sequence[Intent]) -> None:
+        """The originals are gone and their copies verified: forget the intents and count them."""
         with self._transaction():
-            self._db.execute(
-                "DELETE FROM intent WHERE folder = ? AND uidvalidity = ? AND src_uid = ? AND direction = ?",
-                (intent.folder, intent.uidvalidity, intent.src_uid, intent.direction),
-            )
-            counter = (
-                "UPDATE folder SET encrypted = encrypted + 1 WHERE name = ?"
-                if intent.direction == "encrypt"
-                else "UPDATE folder SET restored = restored + 1 WHERE name = ?"
-            )
-            self._db.execute(counter, (intent.folder,))
+            self._forget(intents)
+            for intent in intents:
+                counter = (
+                    "UPDATE folder SET encrypted = encrypted + 1 WHERE name = ?"
+                    if intent.direction == "encrypt"
+                    else "UPDATE folder SET restored = restored + 1 WHERE name = ?"
+                )
+                self._db.execute(counter, (intent.folder,))
 
-    def abandon(self, intent: Intent) -> None:
-        """No copy was written: forget the intent; the original will be handled afresh."""
+    def abandon(self, intents: Sequence[Intent]) -> None:
+        """No copies were written: forget the intents; the originals will be handled afresh."""
         with self._transaction():
-            self._db.execute(
-                "DELETE FROM intent WHERE folder = ? AND uidvalidity = ? AND src_uid = ? AND direction = ?",
-                (intent.folder, intent.uidvalidity, intent.src_uid, intent.direction),
-            )
+            self._forget(intents)
+
+    def _forget(self, intents: Sequence[Intent]) -> None:
+        self._db.executemany(
+            "DELETE FROM intent WHERE folder = ? AND uidvalidity = ? AND src_uid = ? AND direction = ?",
+            [(i.folder, i.uidvalidity, i.src_uid, i.direction) for i in intents],
+        )
 
     def pending(self, name: str) -> list[Intent]:
         """The folder's unfinished intents, oldest UID first."""

@@ -11,18 +11,22 @@ import contextlib
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from imapcrypt import envelope
+from imapcrypt.api import journal_path
 from imapcrypt.errors import TransientError
 from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities
 from tests.fixtures.engine import Rig, assert_exactly_once
 from tests.fixtures.proxy import FaultProxy
+from tests.fixtures.waiting import wait_for
 
 SEEDS = varied_seeds(6, seed=11)
 # The commands that change or reveal server state, as the proxy names them.
@@ -122,26 +126,46 @@ def _backlog_process(config: str) -> subprocess.Popen[bytes]:
     )
 
 
+def _has_pending_intents(journal: Path) -> bool:
+    """Whether the journal holds an intent: the process is between an APPEND and its completion."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=1)) as db:
+            return bool(db.execute("SELECT count(*) FROM intent").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return False
+
+
 def test_sigkill_at_random_moments_of_a_300_message_backlog(rig: Rig) -> None:
     seeds: list[Seed] = varied_seeds(300, seed=21)
     rig = rig.with_policy(batch_size=25)
     rig.mailbox.seed(seeds)
     config = str(rig.write_config(batch_size="25"))
+    journal = journal_path(rig.config(), rig.account)
     rng = random.Random(7)
     kills = completed = mid_protocol = 0
     while kills < 20:
         process = _backlog_process(config)
         try:
-            # The fault: a kill at a random moment. A whole backlog takes about two seconds here.
-            process.wait(timeout=rng.uniform(0.1, 1.0))
+            if kills % 2:
+                # Half the kills land at a random moment (a whole backlog takes about two seconds here)...
+                process.wait(timeout=rng.uniform(0.1, 1.0))
+            else:
+                # ...and half as soon as an intent is journalled, inside the append-verify-delete window.
+                wait_for(
+                    lambda running=process: running.poll() is not None or _has_pending_intents(journal),
+                    timeout=30,
+                    what="an intent in the journal",
+                    interval=0.001,
+                )
         except subprocess.TimeoutExpired:
+            pass
+        if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             process.wait()
             kills += 1
-        finally:
-            if process.stderr:
-                errors = process.stderr.read().decode()
-                process.stderr.close()
+        errors = process.stderr.read().decode() if process.stderr else ""
+        if process.stderr:
+            process.stderr.close()
         if process.returncode == 0:
             # Finished before the kill: check it, turn the mail back to plaintext, and go again.
             assert_exactly_once(rig, seeds)

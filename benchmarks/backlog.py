@@ -1,0 +1,125 @@
+"""Backlog throughput: the engine against plain copy loops without encryption, side by side.
+
+Starts one Dovecot (and optionally a latency proxy in front of it), seeds the same messages into
+fresh accounts, and times, in one run:
+  - copy-naive:   per message FETCH, APPEND, STORE \\Deleted + UID EXPUNGE (what a simple tool does)
+  - copy-batched: the same work in batches (one FETCH, one MULTIAPPEND, one STORE/EXPUNGE a batch)
+  - imapcrypt:    `Engine.encrypt_folder(backlog=True)`: encrypt, journal, append, verify, delete
+and prints msgs/s and the engine's ratio to each loop.
+
+    .venv/bin/python -m benchmarks.backlog [--messages 500] [--rtt-ms 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+
+from imapclient import IMAPClient
+
+from tests.fixtures.corpus import Seed, varied_seeds
+from tests.fixtures.dovecot import DovecotServer, start_dovecot
+from tests.fixtures.engine import make_rig
+from tests.fixtures.gnupg_home import make_gnupg_home, remove_gnupg_home
+from tests.fixtures.mailbox import Mailbox
+from tests.fixtures.proxy import FaultProxy
+
+
+def _flags(data: dict[bytes, object]) -> list[bytes]:
+    return [f for f in data[b"FLAGS"] if f != b"\\Recent"]  # type: ignore[attr-defined]
+
+
+def _client(port: int, mailbox: Mailbox) -> IMAPClient:
+    client = IMAPClient("127.0.0.1", port=port, ssl=False, timeout=60)
+    client.normalise_times = False
+    client.login(mailbox.user, mailbox.password)
+    client.select_folder("INBOX")
+    return client
+
+
+def copy_naive(port: int, mailbox: Mailbox) -> None:
+    """One message at a time: fetch it, append it back, delete the original."""
+    client = _client(port, mailbox)
+    for uid in client.search("ALL"):
+        data = client.fetch([uid], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])[uid]
+        client.append("INBOX", data[b"BODY[]"], _flags(data), data[b"INTERNALDATE"])
+        client.add_flags([uid], [b"\\Deleted"], silent=True)
+        client.uid_expunge([uid])
+    client.logout()
+
+
+def copy_batched(port: int, mailbox: Mailbox, batch: int = 50) -> None:
+    """The same copy, a batch per round trip where IMAP allows it."""
+    client = _client(port, mailbox)
+    uids = client.search("ALL")
+    for start in range(0, len(uids), batch):
+        chunk = uids[start : start + batch]
+        data = client.fetch(chunk, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+        client.multiappend(
+            "INBOX",
+            [{"msg": d[b"BODY[]"], "flags": _flags(d), "date": d[b"INTERNALDATE"]} for d in data.values()],
+        )
+        client.add_flags(chunk, [b"\\Deleted"], silent=True)
+        client.uid_expunge(chunk)
+    client.logout()
+
+
+def measure(label: str, seeds: list[Seed], server: DovecotServer, work: Callable[[Mailbox], None]) -> float:
+    """Seed a fresh account, time `work` on it, and return messages per second."""
+    user, password = server.new_user()
+    mailbox = Mailbox(server, user, password)
+    mailbox.seed(seeds)
+    started = time.perf_counter()
+    work(mailbox)
+    elapsed = time.perf_counter() - started
+    rate = len(seeds) / elapsed
+    print(f"  {label:<14} {elapsed:7.2f} s  {rate:8.1f} msgs/s")
+    return rate
+
+
+def main() -> None:
+    """Run the three contenders on the same messages and print their rates and ratios."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=500)
+    parser.add_argument("--rtt-ms", type=float, default=0.0, help="round-trip latency added by a proxy")
+    args = parser.parse_args()
+    seeds = varied_seeds(args.messages, seed=42)
+    size = sum(len(s.raw) for s in seeds)
+    server = start_dovecot()
+    home = make_gnupg_home()
+    proxy = FaultProxy(server.port).start()
+    proxy.set_latency(args.rtt_ms / 2000)
+    scratch = Path(tempfile.mkdtemp(prefix="imapcrypt-bench-"))
+    try:
+        print(f"{args.messages} messages, {size / 1e6:.1f} MB, RTT {args.rtt_ms:g} ms, {os.cpu_count()} CPUs")
+        naive = measure("copy-naive", seeds, server, lambda m: copy_naive(proxy.port, m))
+        batched = measure("copy-batched", seeds, server, lambda m: copy_batched(proxy.port, m))
+
+        def engine(mailbox: Mailbox) -> None:
+            rig = make_rig(mailbox, home, scratch).at_port(proxy.port)
+            with rig.engine() as worker:
+                report = worker.encrypt_folder("INBOX", backlog=True)
+            assert report.encrypted == len(seeds), report
+
+        ours = measure("imapcrypt", seeds, server, engine)
+        print(f"ratio imapcrypt/copy-naive   {ours / naive:5.2f}")
+        print(f"ratio imapcrypt/copy-batched {ours / batched:5.2f}")
+    finally:
+        proxy.stop()
+        server.stop()
+        remove_gnupg_home(home)
+        shutil.rmtree(server.root, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
