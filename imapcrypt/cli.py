@@ -7,13 +7,13 @@ exit code of its kind (see EXIT_CODES). Anything else is a bug and keeps its tra
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from imapcrypt import __version__, cli_engine, cli_keys, doctor
 from imapcrypt.errors import ImapcryptError
+from imapcrypt.logs import default_log_file, setup_logging
 
 EXIT_CODES = """\
 exit codes:
@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="log each step to stderr")
     parser.add_argument("--daemon", action="store_true", help="run headless: the same as `imapcrypt run`")
+    parser.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    parser.add_argument(
+        "--log-file", type=Path, help="also log to this file (`run` logs to the platform log dir by default)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Each command module adds its subcommands here ("register" them); keep this list in sync.
     cli_engine.register(subparsers)
@@ -62,10 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    watching = args.command == "run" and not args.once
+    setup_logging(args.verbose, args.log_json, args.log_file or (default_log_file() if watching else None))
     try:
         code: int = args.handler(args)
     except ImapcryptError as exc:

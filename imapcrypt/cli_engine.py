@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
 import sys
+import threading
 import time
 from typing import TextIO
 
 from imapcrypt.api import account_passphrase, open_account, open_journal, ready_to_encrypt
 from imapcrypt.config import Account, Config, load_config
+from imapcrypt.daemon import AccountWorker, StateChange
 from imapcrypt.engine import FolderReport
-from imapcrypt.errors import ConfigError, ImapcryptError
+from imapcrypt.errors import ImapcryptError
 from imapcrypt.events import MessageDone, Progress
+
+log = logging.getLogger(__name__)
 
 
 class TerminalEvents:
@@ -49,6 +56,34 @@ class TerminalEvents:
         """Print the error on its own line."""
         prefix = "\n" if self.tty else ""
         self.stream.write(f"{prefix}imapcrypt: {error}\n")
+
+
+class LogEvents:
+    """Reports a daemon's events as log lines (counts, UIDs, sizes; never subjects or addresses)."""
+
+    def on_progress(self, progress: Progress) -> None:
+        """Progress is not logged line by line: passes log a summary."""
+
+    def on_message_done(self, done: MessageDone) -> None:
+        """One line per replaced message."""
+        log.info(
+            "%s account=%s folder=%s uid=%d new_uid=%d size=%d",
+            "encrypted" if done.direction == "encrypt" else "restored",
+            done.account,
+            done.folder,
+            done.uid,
+            done.new_uid,
+            done.size,
+        )
+
+    def on_error(self, error: ImapcryptError) -> None:
+        """Errors are logged with their fix."""
+        log.error("%s", error)
+
+    def on_state(self, change: StateChange) -> None:
+        """State changes are logged."""
+        retry = f" retry_in={change.retry_in:.0f}s" if change.retry_in is not None else ""
+        log.info("state account=%s state=%s%s", change.account, change.state.value, retry)
 
 
 def _clock(seconds: float) -> str:
@@ -96,10 +131,51 @@ def _encrypt(args: argparse.Namespace, backlog: bool) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """`imapcrypt run --once`: encrypt what is new in every watched folder."""
-    if not args.once:
-        raise ConfigError("watching folders continuously is not built yet", "use `imapcrypt run --once`")
-    return _encrypt(args, backlog=False)
+    """`imapcrypt run`: watch every account's folders until SIGTERM/SIGINT; `--once`: one pass."""
+    if args.once:
+        return _encrypt(args, backlog=False)
+    config = load_config(args.config)
+    return run_workers([AccountWorker(config, a, LogEvents()) for a in _accounts(config, args.account)])
+
+
+def run_workers(workers: list[AccountWorker]) -> int:
+    """Run each worker in its own thread until a signal asks them to stop.
+
+    The first SIGTERM or SIGINT lets the batch in flight finish (or leaves it for recovery) and
+    returns 0; a second SIGINT exits at once, and the next run's recovery finishes the work.
+    """
+    failures: list[BaseException] = []
+
+    def serve(worker: AccountWorker) -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # handed to the main thread, which reports it
+            failures.append(exc)
+            for other in workers:
+                other.stop()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT and stopping.is_set():
+            os._exit(130)  # the second Ctrl-C: stop now, recovery handles what was in flight
+        stopping.set()
+        for worker in workers:
+            worker.stop()
+
+    stopping = threading.Event()
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    threads = [threading.Thread(target=serve, args=(w,), name=f"imapcrypt-{w.account.name}") for w in workers]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.5)  # short joins keep the main thread responsive to signals
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for failure in failures:
+        raise failure
+    return 0
 
 
 def cmd_backlog(args: argparse.Namespace) -> int:
@@ -143,7 +219,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `run`, `backlog`, `restore` and `status` to the command line."""
     account_help = "only this account (default: every account)"
-    run = subparsers.add_parser("run", help="encrypt new mail in the watched folders")
+    run = subparsers.add_parser("run", help="watch the folders and encrypt new mail as it arrives")
     run.add_argument("--once", action="store_true", help="one pass over every folder, then exit")
     run.add_argument("--account", help=account_help)
     run.set_defaults(handler=cmd_run, dry_run=False)

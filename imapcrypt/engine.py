@@ -14,6 +14,7 @@ import email.policy
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -115,6 +116,8 @@ class Engine:
         self.events: EngineEvents = events or NoEvents()
         self.clock = clock
         self.remover: Remover = remover_for(session, account.original)
+        # Set from another thread to stop after the batch in flight (a clean shutdown).
+        self.stopping = threading.Event()
         workers = account.workers or min(os.cpu_count() or 1, 4)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imapcrypt-seal")
 
@@ -215,6 +218,8 @@ class Engine:
             meter = RateMeter(self.account.name, folder, len(uids))
             contiguous = True
             for batch in _chunks(uids, self.account.batch_size):
+                if self.stopping.is_set():
+                    break
                 handled = self._encrypt_batch(status, batch, report, dry_run)
                 for uid in batch:
                     if uid not in handled:
@@ -431,6 +436,8 @@ class Engine:
         uids = self.session.uids_above(0)
         meter = RateMeter(self.account.name, folder, len(uids))
         for batch in _chunks(uids, self.account.batch_size):
+            if self.stopping.is_set():
+                break
             infos = self.session.fetch_info(batch, envelope.CLASSIFY_HEADERS)
             ours = [i for i in infos.values() if envelope.classify(i.headers) is envelope.Kind.OURS]
             report.candidates += len(ours)
