@@ -9,7 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from imapcrypt import envelope
-from imapcrypt.errors import QuotaError, ServerError
+from imapcrypt.errors import ImapcryptError, QuotaError, ServerError
+from imapcrypt.events import MessageDone, Progress
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities, quota_config
 from tests.fixtures.engine import Rig, assert_exactly_once
@@ -248,3 +249,38 @@ def test_backlog_of_200_varied_messages_then_restore(rig: Rig) -> None:
     state = rig.mailbox.state()
     assert sorted(m.body for m in state) == sorted(s.raw for s in seeds)
     assert_exactly_once(rig, seeds)
+
+
+class _DeleteFolderAfterFirstBatch:
+    """Events that delete the folder from another connection once the first batch is done."""
+
+    def __init__(self, rig: Rig, folder: str) -> None:
+        self.rig = rig
+        self.folder = folder
+        self.fired = False
+
+    def on_progress(self, progress: Progress) -> None:
+        if not self.fired:
+            self.fired = True
+            with self.rig.mailbox.client() as client:
+                client.delete_folder(self.folder)
+
+    def on_message_done(self, done: MessageDone) -> None:
+        pass
+
+    def on_error(self, error: ImapcryptError) -> None:
+        pass
+
+
+def test_a_folder_deleted_mid_run_stops_the_run_with_a_clear_error(rig: Rig) -> None:
+    rig = rig.with_policy(folders=("Work",), batch_size=2)
+    rig.mailbox.seed(varied_seeds(6), folder="Work")
+    events = _DeleteFolderAfterFirstBatch(rig, "Work")
+    with rig.engine() as engine:
+        engine.events = events
+        with pytest.raises(ImapcryptError):
+            engine.encrypt_folder("Work")
+    assert events.fired
+    with rig.engine() as engine, pytest.raises(ServerError, match="'Work' does not exist"):
+        engine.encrypt_folder("Work")
+    assert rig.mailbox.state("INBOX") == []  # nothing was stored anywhere else
