@@ -115,7 +115,7 @@ def seal(
             "the input is not a mail message (it does not start with a header field)",
             "give the message's bytes as the server's BODY[] returns them",
         )
-    wanted = _outer_names(outer_headers)
+    wanted = check_outer_headers(outer_headers)
     ident = message_id(raw, id_secret)
     kept = [f for f in section.fields if f.key in wanted and f.is_copyable()]
     if replace_message_id:
@@ -195,7 +195,8 @@ def subject(encrypted: bytes, gpg: GnuPG, passphrase: str | None = None) -> str:
     return gpg.decrypt(cipher, passphrase).decode("utf-8", "replace")
 
 
-def _outer_names(names: Sequence[str]) -> frozenset[str]:
+def check_outer_headers(names: Sequence[str]) -> frozenset[str]:
+    """The header names (lower case) to leave outside, or ConfigError naming one that may not be."""
     for name in names:
         key = name.lower()
         if not _FIELD_NAME.match(name) or key in _NOT_COPYABLE or key.startswith("content-"):

@@ -116,6 +116,11 @@ def test_unknown_recipient_key_touches_nothing(rig: Rig, capsys: pytest.CaptureF
             "security = 'plain'\n",
             "security",
         ),
+        (
+            "[[account]]\nname = 'a'\nhost = 'h'\nusername = 'u'\nrecipients = ['x']\n"
+            "outer_headers = ['From', 'Subject']\n",
+            "outer_headers",
+        ),
         ("this is not toml", "not valid TOML"),
     ],
 )
