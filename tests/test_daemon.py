@@ -246,3 +246,24 @@ def test_the_log_of_a_full_run_holds_no_subject_body_or_password(rig: Rig, tmp_p
     assert "encrypted account=test folder=INBOX" in text
     for secret in (SUBJECT_MARK, BODY_MARK, rig.mailbox.password, "sender0@example.org"):
         assert secret not in text
+
+
+def test_an_unreachable_server_is_retried_with_growing_backoff(
+    rig: Rig, fault_proxy_factory: Callable[[int], FaultProxy]
+) -> None:
+    proxy = fault_proxy_factory(rig.account.port)
+    with running(rig.at_port(proxy.port)) as (worker, events):
+        proxy.set_refusing(True)
+        proxy.cut_all()
+        wait_for(lambda: events.saw(WorkerState.OFFLINE) >= 4, timeout=20, what="several failed reconnects")
+        with events.lock:
+            delays = [c.retry_in for c in events.states if c.state is WorkerState.OFFLINE and c.retry_in]
+        # Each delay is drawn from [half, all] of a doubling bound: the fourth cannot be below the first's.
+        assert delays[3] >= delays[0]
+        assert max(delays) <= FAST.cap
+        attempts = proxy.connections_accepted
+        rig.mailbox.seed(varied_seeds(2))
+        proxy.set_refusing(False)
+        wait_for(lambda: _ours(rig) == 2, timeout=20, what="work once the server is back")
+        assert proxy.connections_accepted > attempts
+        assert worker.state in (WorkerState.IDLE, WorkerState.WORKING)
