@@ -105,7 +105,7 @@ def main() -> None:
         batched = measure("copy-batched", seeds, server, lambda m: copy_batched(proxy.port, m))
 
         def engine(mailbox: Mailbox) -> None:
-            rig = make_rig(mailbox, home, scratch).at_port(proxy.port)
+            rig = make_rig(mailbox, home, scratch).at_port(proxy.port).with_policy(batch_size=50)
             with rig.engine() as worker:
                 report = worker.encrypt_folder("INBOX", backlog=True)
             assert report.encrypted == len(seeds), report
