@@ -16,6 +16,7 @@ from typing import Any, Literal, cast
 
 import platformdirs
 
+from imapcrypt.envelope import DEFAULT_OUTER_HEADERS, check_outer_headers
 from imapcrypt.errors import ConfigError
 
 APP_NAME = "imapcrypt"
@@ -23,8 +24,6 @@ Security = Literal["tls", "starttls", "plain"]
 OriginalPolicy = Literal["purge", "trash"]
 Profile = Literal["auto", "generic", "gmail"]
 Verify = Literal["size", "hash"]
-
-DEFAULT_OUTER_HEADERS = ("From", "To", "Cc", "Date", "Message-ID", "In-Reply-To", "References")
 
 
 def default_config_path() -> Path:
@@ -74,6 +73,10 @@ class Account:
     batch_size: int = 50
     workers: int = 0  # 0: one per CPU core, at most 4
     encrypt_encrypted: bool = False  # also wrap mail the sender already encrypted
+    # Bytes APPENDed per day before pausing until the next day; None: the profile's default
+    # (Gmail: 450 MB, under its 500 MB/day IMAP upload limit; elsewhere no limit); 0: no limit.
+    daily_upload_mb: float | None = None
+    max_connections: int = 4  # open IMAP connections per account (Gmail allows 15 across all clients)
 
     @property
     def keyring_user(self) -> str:
@@ -126,6 +129,8 @@ _ACCOUNT_TYPES: dict[str, tuple[type, ...]] = {
     "batch_size": (int,),
     "workers": (int,),
     "encrypt_encrypted": (bool,),
+    "daily_upload_mb": (int, float),
+    "max_connections": (int,),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "security": ("tls", "starttls", "plain"),
@@ -207,6 +212,10 @@ def _account(entry: object, path: Path, index: int) -> Account:
 
 
 def _check_account(account: Account, path: Path, where: str) -> None:
+    try:
+        check_outer_headers(account.outer_headers)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {where}outer_headers: {exc.message}", exc.fix) from None
     if not 0 < account.port < 65536:
         raise ConfigError(f"{path}: {where}port = {account.port} is out of range", "use a TCP port number")
     if account.security == "plain" and not is_loopback(account.host):
@@ -223,6 +232,11 @@ def _check_account(account: Account, path: Path, where: str) -> None:
         raise ConfigError(
             f"{path}: {where} grace_minutes, poll_seconds, batch_size or workers is out of range",
             "use grace_minutes >= 0, poll_seconds > 0, batch_size >= 1, workers >= 0",
+        )
+    if (account.daily_upload_mb is not None and account.daily_upload_mb < 0) or account.max_connections < 1:
+        raise ConfigError(
+            f"{path}: {where} daily_upload_mb or max_connections is out of range",
+            "use daily_upload_mb >= 0 (0: no limit) and max_connections >= 1",
         )
 
 

@@ -3,7 +3,8 @@
 Per account: the server is reachable, its TLS certificate (subject, issuer, expiry, SHA-256) verifies,
 the login works, which capabilities it offers and what their absence costs, the folders exist, the
 recipient keys are healthy and passed the self-test, the journal is sound. Once: the OS keyring.
-Nothing is changed anywhere; the server sees a login, a CAPABILITY and LISTs.
+Nothing is changed anywhere; the server sees a login, a CAPABILITY and LISTs. On Gmail also a read of
+labels, and a probe message put into Trash and deleted at once (imapcrypt/gmail_doctor.py).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from cryptography import x509
 from imapcrypt.api import journal_path
 from imapcrypt.config import Account, Config, load_config
 from imapcrypt.errors import CredentialsError, ImapcryptError, TlsError
+from imapcrypt.gmail_doctor import gmail_checks
 from imapcrypt.journal import SCHEMA_VERSION
 from imapcrypt.keycheck import check_recipient
 from imapcrypt.openpgp import GnuPG
 from imapcrypt.secrets import SERVICE, account_password, keyring_problem, run_secret_command
 from imapcrypt.selftest import proven_keys
+from imapcrypt.servers import uses_gmail
 from imapcrypt.session import Session, certificate_fingerprint, connect, peer_certificate, probe_port
 
 Status = Literal["OK", "WARN", "FAIL"]
@@ -185,6 +188,8 @@ def _capability_checks(account: Account, s: Session) -> list[Check]:
         )
     )
     checks.append(_gmail_check(account, s))
+    if uses_gmail(s, account.profile) and s.is_gmail:
+        checks += gmail_checks(account, s)
     return checks
 
 

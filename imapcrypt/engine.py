@@ -20,13 +20,15 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from imapcrypt import envelope
+from imapcrypt import envelope, openpgp
 from imapcrypt.config import Account
 from imapcrypt.errors import EnvelopeError, ImapcryptError, QuotaError, ServerError, TransientError
 from imapcrypt.events import Direction, EngineEvents, MessageDone, NoEvents, RateMeter
+from imapcrypt.gmail_limits import UploadBudget, daily_upload_limit
 from imapcrypt.journal import Intent, Journal
+from imapcrypt.keys import encryption_key_ids
 from imapcrypt.openpgp import GnuPG
-from imapcrypt.servers import Remover, remover_for
+from imapcrypt.servers import Remover, remover_for, uses_gmail
 from imapcrypt.session import FolderStatus, MessageInfo, Session
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class FolderReport:
     failed: int = 0
     recovered: int = 0
     would_encrypt: int = 0
+    too_large: int = 0  # copies over the server's APPENDLIMIT: skipped, reported, never half-processed
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,12 @@ def _header(headers: bytes, name: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _armored(encrypted: bytes) -> bytes:
+    """The armored OpenPGP part of one of our copies (the PKESK packets sit at its start)."""
+    start = encrypted.find(b"-----BEGIN PGP MESSAGE-----")
+    return encrypted[start : start + 65536] if start >= 0 else b""
+
+
 def _is_encrypted_copy(headers: bytes) -> bool:
     content_type = _header_parser.parsebytes(headers).get_content_type()
     return content_type == "multipart/encrypted"
@@ -115,7 +124,9 @@ class Engine:
         self.id_secret = id_secret
         self.events: EngineEvents = events or NoEvents()
         self.clock = clock
-        self.remover: Remover = remover_for(session, account.original)
+        self.gmail = uses_gmail(session, account.profile)
+        self.remover: Remover = remover_for(session, account.original, account.profile, journal)
+        self.uploads = UploadBudget(journal, daily_upload_limit(account, self.gmail), clock)
         # Set from another thread to stop after the batch in flight (a clean shutdown).
         self.stopping = threading.Event()
         workers = account.workers or min(os.cpu_count() or 1, 4)
@@ -162,11 +173,14 @@ class Engine:
                 self.journal.abandon([intent])
                 continue
             if len(copies) > 1 and self.session.can_expunge_uid:
-                self.session.delete_uids(copies[1:])
+                # Through the remover: on Gmail a bare expunge would only archive the duplicate.
+                self.remover.remove(self.session, intent.folder, copies[1:])
             finished.append((intent, copies[0]))
         if not finished:
             return len(intents)
         folder = finished[0][0].folder
+        adopted = self.remover.adopt(self.session, folder, {i.src_uid: c for i, c in finished})
+        finished = [(intent, copy) for intent, copy in finished if intent.src_uid in adopted]
         present = self.session.fetch_info([intent.src_uid for intent, _ in finished], ["Message-ID"])
         if present:
             self.remover.remove(self.session, folder, sorted(present))
@@ -283,8 +297,20 @@ class Engine:
         handled = {info.uid for info in group if info.uid not in bodies}
         sealed = self._pool.map(lambda info: self._seal(info, bodies.pop(info.uid)), present)
         prepared: list[_Prepared] = []
+        limit = self.session.append_limit
         for info, result in zip(present, sealed, strict=True):
-            if isinstance(result, envelope.Sealed):
+            if isinstance(result, envelope.Sealed) and limit is not None and len(result.message) > limit:
+                # Skipped whole, before any intent: the original stays as it is, and says why.
+                report.too_large += 1
+                handled.add(info.uid)
+                self.events.on_error(
+                    ServerError(
+                        f"uid {info.uid} in {status.name} not encrypted: its encrypted copy "
+                        f"({len(result.message):,} bytes) exceeds the server's limit of {limit:,} bytes",
+                        "it stays as plaintext",
+                    )
+                )
+            elif isinstance(result, envelope.Sealed):
                 prepared.append(_Prepared(info, result.message, result.id, info.flags, info.internaldate))
             elif result is None:
                 report.sender_encrypted += 1
@@ -311,7 +337,7 @@ class Engine:
                 self.account.recipients,
                 self.id_secret,
                 outer_headers=self.account.outer_headers,
-                replace_message_id=self.session.is_gmail,
+                replace_message_id=self.gmail,
             )
         except ImapcryptError as exc:
             log.error("uid %d not encrypted: %s", info.uid, exc)
@@ -322,6 +348,11 @@ class Engine:
         """Append, verify and swap each prepared copy for its original; the UIDs finished."""
         if not prepared:
             return set()
+        allowed = self.uploads.fitting([len(p.copy) for p in prepared])
+        if allowed < len(prepared):
+            # The day's upload budget: store what fits, then pause the whole run until tomorrow.
+            self._store(status, prepared[:allowed], direction)
+            raise self.uploads.paused()
         intents = {
             p.info.uid: Intent(
                 status.name, status.uidvalidity, p.info.uid, direction, p.seal_id, len(p.copy), status.uidnext
@@ -335,6 +366,11 @@ class Engine:
             if p.info.uid in new_uids and p.info.uid not in verified:
                 # The intent stays: the next run's recovery looks for the copy again.
                 self.events.on_error(ServerError(f"the copy of uid {p.info.uid} could not be verified"))
+        if verified:
+            adopted = self.remover.adopt(self.session, status.name, verified)
+            for src in set(verified) - set(adopted):
+                self.events.on_error(ServerError(f"the copy of uid {src} was merged into it; it is kept"))
+            verified = adopted
         if verified:
             self.remover.remove(self.session, status.name, sorted(verified))
             self.journal.complete([intents[src] for src in verified])
@@ -361,6 +397,7 @@ class Engine:
             except ServerError:
                 pass  # all or none were stored (RFC 3502): try one by one to isolate the refusal
             else:
+                self.uploads.add(sum(len(p.copy) for p in prepared))
                 if uids is None:
                     return {p.info.uid: None for p in prepared}
                 return dict(zip((p.info.uid for p in prepared), uids, strict=True))
@@ -368,6 +405,7 @@ class Engine:
         for index, p in enumerate(prepared):
             try:
                 new[p.info.uid] = self.session.append(folder, p.copy, p.flags, p.when)
+                self.uploads.add(len(p.copy))
             except QuotaError:
                 self.journal.abandon([intents[later.info.uid] for later in prepared[index:]])
                 raise
@@ -424,15 +462,30 @@ class Engine:
     def _done(self, folder: str, direction: Direction, src: int, new: int, size: int) -> None:
         self.events.on_message_done(MessageDone(self.account.name, folder, direction, src, new, size))
 
-    # -- restoring ------------------------------------------------------------------------------------
+    # -- restoring and re-encrypting -------------------------------------------------------------------
     def restore_folder(self, folder: str, passphrase: str | None = None) -> FolderReport:
         """Replace every encrypted copy in `folder` by its original bytes, flags and INTERNALDATE.
 
         Afterwards the watermark sits above the restored mail, so `run` does not encrypt it again
         (`backlog` would).
         """
+        report = self._rewrite_folder(folder, passphrase, reencrypt=False)
+        self.journal.advance_watermark(folder, self.session.select(folder).uidnext - 1)
+        return report
+
+    def reencrypt_folder(self, folder: str, passphrase: str | None = None) -> FolderReport:
+        """Seal every encrypted copy that is not addressed to exactly the current recipients afresh.
+
+        After `keys rotate` old mail is still sealed to the old key: each such copy is opened (which
+        needs the old secret key) and replaced by one sealed to the current recipients, under the same
+        protocol as encryption (journal, append, verify, delete the old copy).
+        """
+        return self._rewrite_folder(folder, passphrase, reencrypt=True)
+
+    def _rewrite_folder(self, folder: str, passphrase: str | None, reencrypt: bool) -> FolderReport:
         report = FolderReport(folder)
         status, report.recovered = self.open_folder(folder)
+        current = encryption_key_ids(self.gpg, self.account.recipients) if reencrypt else frozenset()
         uids = self.session.uids_above(0)
         meter = RateMeter(self.account.name, folder, len(uids))
         for batch in _chunks(uids, self.account.batch_size):
@@ -444,33 +497,52 @@ class Engine:
             if ours:
                 refusal = self.remover.refusal(self.session, folder, [i.uid for i in ours])
                 if refusal:
-                    raise ServerError(f"not restoring now: {refusal}", "try again later")
+                    raise ServerError(f"not rewriting encrypted mail now: {refusal}", "try again later")
             for group in _by_bytes(ours, MAX_BYTES_IN_FLIGHT):
-                report.restored += self._restore_group(status, group, passphrase, report)
+                done = self._rewrite_group(status, group, passphrase, current, report)
+                if reencrypt:
+                    report.encrypted += done
+                else:
+                    report.restored += done
             self.events.on_progress(meter.advance(len(batch)))
-        self.journal.advance_watermark(folder, self.session.select(folder).uidnext - 1)
         self.journal.note_run(folder, report.failed, None)
         return report
 
-    def _restore_group(
-        self, status: FolderStatus, group: list[MessageInfo], passphrase: str | None, report: FolderReport
+    def _rewrite_group(
+        self,
+        status: FolderStatus,
+        group: list[MessageInfo],
+        passphrase: str | None,
+        current: frozenset[str],
+        report: FolderReport,
     ) -> int:
+        """Restore (no `current` key IDs) or re-seal (copies not sealed to exactly `current`) a group."""
         bodies = self.session.fetch_bodies([i.uid for i in group])
         present = [info for info in group if info.uid in bodies]
+        if current:
+            present = [
+                info for info in present if openpgp.session_key_ids(_armored(bodies[info.uid])) != current
+            ]
+            report.already_ours += len(group) - len(present)
 
-        def open_one(info: MessageInfo) -> bytes | EnvelopeError:
+        def rewrite(info: MessageInfo) -> _Prepared | ImapcryptError:
             try:
-                original: bytes = envelope.restore(bodies[info.uid], self.gpg, passphrase)
+                original = envelope.restore(bodies[info.uid], self.gpg, passphrase)
             except EnvelopeError as exc:
                 return exc
-            return original
+            if not current:
+                seal_id = envelope.message_id(original, self.id_secret)
+                return _Prepared(info, original, seal_id, info.flags, info.internaldate)
+            sealed = self._seal(info, original)
+            if not isinstance(sealed, envelope.Sealed):
+                return sealed or EnvelopeError(f"uid {info.uid} no longer opens as a plain message")
+            return _Prepared(info, sealed.message, sealed.id, info.flags, info.internaldate)
 
         prepared: list[_Prepared] = []
-        for info, original in zip(present, self._pool.map(open_one, present), strict=True):
-            if isinstance(original, EnvelopeError):
+        for result in self._pool.map(rewrite, present):
+            if isinstance(result, ImapcryptError):
                 report.failed += 1
-                self.events.on_error(original)
-                continue
-            seal_id = envelope.message_id(original, self.id_secret)
-            prepared.append(_Prepared(info, original, seal_id, info.flags, info.internaldate))
-        return len(self._store(status, prepared, "restore"))
+                self.events.on_error(result)
+            else:
+                prepared.append(result)
+        return len(self._store(status, prepared, "encrypt" if current else "restore"))

@@ -17,7 +17,7 @@ from typing import Literal
 
 from imapcrypt.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 Direction = Literal["encrypt", "restore"]
 
 _SCHEMA_V1 = """
@@ -41,6 +41,19 @@ CREATE TABLE intent (
     uidnext INTEGER NOT NULL,
     created TEXT NOT NULL,
     PRIMARY KEY (folder, uidvalidity, src_uid, direction)
+);
+"""
+# Version 2 (Gmail, DESIGN §4): bytes APPENDed per UTC day, for the daily upload budget; and the
+# X-GM-MSGIDs of originals on their way through Trash, so a crash between the move and the purge
+# leaves nothing behind there.
+_SCHEMA_V2 = """
+CREATE TABLE upload (
+    day TEXT PRIMARY KEY,
+    bytes INTEGER NOT NULL
+);
+CREATE TABLE trash_purge (
+    gmail_id INTEGER PRIMARY KEY,
+    created TEXT NOT NULL
 );
 """
 
@@ -106,13 +119,17 @@ class Journal:
                 f"{self.path}: journal schema {version} is newer than this imapcrypt understands",
                 "upgrade imapcrypt (an older version must not rewrite a newer journal)",
             )
-        if version == 0:
+        steps = [(1, _SCHEMA_V1), (2, _SCHEMA_V2)]
+        for target, schema in steps:
+            if version >= target:
+                continue
             with self._transaction():
                 # executescript would COMMIT first: run the statements inside this transaction.
-                for statement in _SCHEMA_V1.split(";"):
+                for statement in schema.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._db.execute(f"PRAGMA user_version = {target}")
+            version = target
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -214,6 +231,38 @@ class Journal:
             (name,),
         ).fetchall()
         return [Intent(*row) for row in rows]
+
+    # -- daily upload budget and Gmail's Trash purges (schema 2) -----------------------------------
+    def uploaded(self, day: str) -> int:
+        """Bytes APPENDed on `day` (an ISO date, UTC)."""
+        row = self._db.execute("SELECT bytes FROM upload WHERE day = ?", (day,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def add_uploaded(self, day: str, size: int) -> None:
+        """Count `size` more bytes APPENDed on `day`; older days are forgotten."""
+        with self._transaction():
+            self._db.execute("DELETE FROM upload WHERE day < ?", (day,))
+            self._db.execute(
+                "INSERT INTO upload VALUES (?, ?) ON CONFLICT(day) DO UPDATE SET bytes = bytes + ?",
+                (day, size, size),
+            )
+
+    def note_purges(self, gmail_ids: Sequence[int]) -> None:
+        """Remember originals about to be moved to Trash, until `purged` says they are gone."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO trash_purge VALUES (?, ?)", [(i, now) for i in gmail_ids]
+            )
+
+    def pending_purges(self) -> list[int]:
+        """Originals moved to Trash (or about to be) that are not known to be purged yet."""
+        return [int(r[0]) for r in self._db.execute("SELECT gmail_id FROM trash_purge ORDER BY gmail_id")]
+
+    def purged(self, gmail_ids: Sequence[int]) -> None:
+        """These originals are gone from Trash (or were never moved): forget them."""
+        with self._transaction():
+            self._db.executemany("DELETE FROM trash_purge WHERE gmail_id = ?", [(i,) for i in gmail_ids])
 
     def _ensure(self, name: str) -> None:
         self._db.execute("INSERT OR IGNORE INTO folder (name) VALUES (?)", (name,))

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,18 @@ def find_key(gpg: GnuPG, fingerprint: str) -> KeyInfo:
             return key_info(certificate)
     raise RecipientKeyError(
         f"no key {fingerprint} in the GnuPG home {gpg.home}", "import it with `imapcrypt keys import FILE`"
+    )
+
+
+def encryption_key_ids(gpg: GnuPG, fingerprints: Sequence[str]) -> frozenset[str]:
+    """The key IDs of every encryption-capable (sub)key of the given certificates (upper-case hex)."""
+    wanted = {normalise_fingerprint(f) for f in fingerprints}
+    return frozenset(
+        key.fingerprint[-16:].upper()
+        for certificate in list_certificates(gpg, tuple(wanted))
+        if certificate.fingerprint in wanted
+        for key in (certificate.primary, *certificate.subkeys)
+        if "e" in key.capabilities
     )
 
 

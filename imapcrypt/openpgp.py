@@ -11,7 +11,7 @@ import base64
 import binascii
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -256,29 +256,49 @@ def _require_seipd_v1(binary: bytes) -> None:
 def _first_data_packet(binary: bytes) -> tuple[int, int]:
     """Tag and first body octet (the version) of the first packet after the session-key packets."""
     try:
-        return _walk_packets(binary)
+        for tag, body in _packets(binary):
+            if tag not in (_PKESK, _SKESK):
+                return tag, body[0] if body else -1
     except IndexError:  # cut short: not a message gpg would write
-        return -1, -1
+        pass
+    return -1, -1
 
 
-def _walk_packets(binary: bytes) -> tuple[int, int]:
+def _packets(binary: bytes) -> Iterator[tuple[int, bytes]]:
+    """Each packet's tag and (possibly cut) body, up to the first one that is not a session-key packet."""
     pos = 0
     while pos < len(binary):
         ctb = binary[pos]
         if not ctb & 0x80:
-            break
+            return
         if ctb & 0x40:  # new format
             tag = ctb & 0x3F
             length, pos = _new_length(binary, pos + 1)
         else:
             tag = (ctb >> 2) & 0x0F
             size = (1, 2, 4, 0)[ctb & 3]
-            length = int.from_bytes(binary[pos + 1 : pos + 1 + size], "big") if size else -1
+            length = int.from_bytes(binary[pos + 1 : pos + 1 + size], "big") if size else len(binary)
             pos += 1 + size
+        yield tag, binary[pos : pos + length]
         if tag not in (_PKESK, _SKESK):
-            return tag, binary[pos] if pos < len(binary) else -1
+            return
         pos += length
-    return -1, -1
+
+
+def session_key_ids(armored: bytes) -> frozenset[str]:
+    """The key IDs (16 hex digits, upper case) an armored message's session key is encrypted to.
+
+    Read from its v3 PKESK packets without decrypting anything: this is how `reencrypt` tells mail
+    sealed to an old key from mail already sealed to the current recipients.
+    """
+    ids: set[str] = set()
+    try:
+        for tag, body in _packets(_dearmor_head(armored)):
+            if tag == _PKESK and len(body) >= 9 and body[0] == 3:
+                ids.add(body[1:9].hex().upper())
+    except IndexError:
+        pass
+    return frozenset(ids)
 
 
 def _new_length(binary: bytes, pos: int) -> tuple[int, int]:

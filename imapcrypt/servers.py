@@ -1,19 +1,22 @@
 """How each kind of server lets the engine delete an original without touching anything else (§4).
 
-The engine asks a `Remover` two questions: "can you delete these now?" (before it appends anything,
-so a refusal leaves no duplicate) and "delete them". Which remover serves a session is decided from
-its capabilities, never from its name.
+The engine asks a `Remover` three things: "can you delete these now?" (before it appends anything,
+so a refusal leaves no duplicate), "take over these verified copies" (Gmail: copy the labels; refuse
+a copy merged into its original) and "delete them". Which remover serves a session is decided from
+its capabilities (and the account's `profile`), never from the server's name.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from imapcrypt.config import OriginalPolicy
+from imapcrypt.config import OriginalPolicy, Profile
 from imapcrypt.errors import ServerError
+from imapcrypt.gmail import GmailRemover
+from imapcrypt.journal import Journal
 from imapcrypt.session import Session
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,10 @@ class Remover(Protocol):
 
     def refusal(self, session: Session, folder: str, uids: Sequence[int]) -> str | None:
         """Why `uids` cannot be deleted safely right now, or None when they can."""
+
+    def adopt(self, session: Session, folder: str, pairs: Mapping[int, int]) -> dict[int, int]:
+        """Carry over to each verified copy what APPEND could not give it (original UID -> copy UID);
+        the pairs whose originals may now be removed."""
 
     def remove(self, session: Session, folder: str, uids: Sequence[int]) -> None:
         """Delete `uids` from `folder` (left selected afterwards), touching no other message."""
@@ -42,6 +49,10 @@ class UidExpungeRemover:
     def refusal(self, session: Session, folder: str, uids: Sequence[int]) -> str | None:
         """UID EXPUNGE is always safe."""
         return None
+
+    def adopt(self, session: Session, folder: str, pairs: Mapping[int, int]) -> dict[int, int]:
+        """Flags and INTERNALDATE came with the APPEND: nothing to add."""
+        return dict(pairs)
 
     def remove(self, session: Session, folder: str, uids: Sequence[int]) -> None:
         """Expunge exactly `uids`, or move them to Trash under policy "trash"."""
@@ -71,6 +82,10 @@ class MoveToTrashRemover:
         if not trash or trash == folder:
             return "the server has neither UIDPLUS nor a \\Trash folder to move originals to"
         return None
+
+    def adopt(self, session: Session, folder: str, pairs: Mapping[int, int]) -> dict[int, int]:
+        """Flags and INTERNALDATE came with the APPEND: nothing to add."""
+        return dict(pairs)
 
     def remove(self, session: Session, folder: str, uids: Sequence[int]) -> None:
         """Move `uids` to Trash; under policy "purge" expunge them there when that is safe."""
@@ -113,6 +128,10 @@ class SoleExpungeRemover:
             )
         return None
 
+    def adopt(self, session: Session, folder: str, pairs: Mapping[int, int]) -> dict[int, int]:
+        """Flags and INTERNALDATE came with the APPEND: nothing to add."""
+        return dict(pairs)
+
     def remove(self, session: Session, folder: str, uids: Sequence[int]) -> None:
         """Mark `uids` deleted and expunge, after checking again that nothing else is marked."""
         reason = self.refusal(session, folder, uids)
@@ -126,8 +145,20 @@ class SoleExpungeRemover:
         session.expunge_all()
 
 
-def remover_for(session: Session, policy: OriginalPolicy) -> Remover:
-    """The safest way this server offers to delete originals under `policy`."""
+def uses_gmail(session: Session, profile: Profile) -> bool:
+    """Whether the Gmail profile applies: chosen in the config, or detected (X-GM-EXT-1) under "auto"."""
+    return profile == "gmail" or (profile == "auto" and session.is_gmail)
+
+
+def remover_for(
+    session: Session, policy: OriginalPolicy, profile: Profile = "auto", journal: Journal | None = None
+) -> Remover:
+    """The safest way this server offers to delete originals under `policy`.
+
+    The Gmail profile needs the `journal` (originals on their way through Trash are noted there).
+    """
+    if uses_gmail(session, profile) and journal is not None:
+        return GmailRemover(policy, journal)
     if session.can_expunge_uid:
         return UidExpungeRemover(policy)
     if session.can_move:

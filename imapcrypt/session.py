@@ -15,6 +15,8 @@ import logging
 import re
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from typing import Any
 
 import imapclient
 import imapclient.exceptions
+from imapclient.imap_utf7 import decode as decode_utf7
 
 from imapcrypt.config import Account, is_loopback
 from imapcrypt.errors import (
@@ -38,6 +41,51 @@ log = logging.getLogger(__name__)
 APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([\d:,]+)\]", re.IGNORECASE)
 TRANSIENT_CODES = (b"[UNAVAILABLE]", b"[THROTTLED]", b"[INUSE]", b"[LIMIT]", b"[SERVERBUG]")
 TIMEOUT_SECONDS = 60.0
+# Gmail refuses a login beyond its 15 connections per account with these words (and no response code).
+TOO_MANY_CONNECTIONS = b"too many simultaneous connections"
+IMAP_DISABLED = b"not enabled for imap"
+# A throttled command (NO [THROTTLED]) is retried on the same connection after these pauses; then the
+# error goes up and the caller resumes later. Gmail lifts short-term throttling within minutes.
+THROTTLE_PAUSES = (30.0, 120.0, 300.0)
+
+
+class ThrottledError(TransientError):
+    """The server refused a command for now because of its rate limits ([THROTTLED]); retry later."""
+
+
+class ConnectionSlots:
+    """At most `max_connections` open sessions per account in this process (Gmail allows 15 in all,
+    shared with the user's phone and desktop clients)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[tuple[str, str], int] = {}
+
+    def take(self, account: Account) -> None:
+        """Count one more session for `account`, or raise TransientError when all slots are in use."""
+        key = (account.host.lower(), account.username)
+        with self._lock:
+            if self._open.get(key, 0) >= account.max_connections:
+                raise TransientError(
+                    f"{account.host}: already {account.max_connections} connection(s) open for "
+                    f"{account.username}",
+                    "it will be retried when one closes (max_connections)",
+                )
+            self._open[key] = self._open.get(key, 0) + 1
+
+    def give_back(self, account: Account) -> None:
+        """Count one session for `account` as closed."""
+        key = (account.host.lower(), account.username)
+        with self._lock:
+            self._open[key] = max(self._open.get(key, 0) - 1, 0)
+
+    def in_use(self, account: Account) -> int:
+        """How many sessions for `account` are open now."""
+        with self._lock:
+            return self._open.get((account.host.lower(), account.username), 0)
+
+
+CONNECTION_SLOTS = ConnectionSlots()
 
 
 @dataclass(frozen=True)
@@ -59,6 +107,20 @@ class MessageInfo:
     internaldate: dt.datetime
     size: int
     headers: bytes
+
+
+@dataclass(frozen=True)
+class GmailInfo:
+    """What Gmail's extensions tell about one message: its X-GM-MSGID, X-GM-LABELS and flags."""
+
+    gmail_id: int
+    labels: frozenset[str]
+    flags: frozenset[bytes]
+
+
+def _label(value: object) -> str:
+    # imapclient parses a label that looks like a number ("2024") as an int.
+    return decode_utf7(value) if isinstance(value, bytes) else str(value)
 
 
 def _parse_uid_set(text: bytes) -> list[int]:
@@ -103,7 +165,18 @@ def translated_errors(host: str, what: str) -> Iterator[None]:
         yield
     except ImapcryptError:
         raise
-    except imapclient.exceptions.LoginError:
+    except imapclient.exceptions.LoginError as exc:
+        said = _server_message(exc).lower()
+        if TOO_MANY_CONNECTIONS in said:
+            raise TransientError(
+                f"{host}: too many simultaneous connections for this account",
+                "close other mail clients or lower max_connections; it will be retried",
+            ) from None
+        if IMAP_DISABLED in said:
+            raise CredentialsError(
+                f"{host}: IMAP is turned off for this account",
+                "turn on IMAP in Gmail: Settings > See all settings > Forwarding and POP/IMAP",
+            ) from None
         raise CredentialsError(
             f"{host} refused the login", "check the user name and password (Gmail needs an app password)"
         ) from None
@@ -122,6 +195,8 @@ def translated_errors(host: str, what: str) -> Iterator[None]:
             raise QuotaError(
                 f"{host}: mailbox over quota during {what}", "free space on the server; work resumes later"
             ) from None
+        if b"[THROTTLED]" in text.upper():
+            raise ThrottledError(f"{host}: {what} throttled: {shown}", "it will be retried later") from None
         if any(code in text.upper() for code in TRANSIENT_CODES):
             raise TransientError(f"{host}: {what} refused for now: {shown}", "it will be retried") from None
         raise ServerError(f"{host}: {what} failed: {shown}") from None
@@ -136,6 +211,11 @@ class Session:
         self.host = account.host
         self.capabilities = frozenset(c.upper() for c in client.capabilities())
         self.selected: str | None = None
+        # Injectable so tests see the back-off without waiting minutes.
+        self.sleep: Callable[[float], None] = time.sleep
+        self.throttle_pauses: Sequence[float] = THROTTLE_PAUSES
+        self.throttle_waits = 0  # how often a throttled command was retried (for reports and tests)
+        self._slot_held = False
 
     # -- capabilities, asked as questions -------------------------------------------------------
     @property
@@ -163,20 +243,53 @@ class Session:
         """Gmail's extensions (labels as folders) are announced."""
         return b"X-GM-EXT-1" in self.capabilities
 
+    @property
+    def append_limit(self) -> int | None:
+        """The largest message APPEND accepts (APPENDLIMIT=n, RFC 7889), None when unannounced."""
+        for capability in self.capabilities:
+            name, _, value = capability.partition(b"=")
+            if name == b"APPENDLIMIT" and value.isdigit():
+                return int(value)
+        return None
+
     # -- commands -----------------------------------------------------------------------------------
     def _call(self, what: str, command: Callable[[], Any]) -> Any:
-        with translated_errors(self.host, what):
-            return command()
+        """Run `command`; a throttled one is retried after the pauses in `throttle_pauses`.
+
+        Retrying is safe: a NO means the server did nothing.
+        """
+        for pause in (*self.throttle_pauses, None):
+            try:
+                with translated_errors(self.host, what):
+                    return command()
+            except ThrottledError:
+                if pause is None:
+                    raise
+                log.warning("%s: %s throttled; waiting %.0fs", self.host, what, pause)
+                self.throttle_waits += 1
+                self.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def resolve_folder(self, folder: str) -> str:
+        """The folder's real name: a configured name starting with a backslash is a SPECIAL-USE
+        attribute (RFC 6154), e.g. "\\All" is Gmail's "[Gmail]/All Mail" whatever its localised name."""
+        if not folder.startswith("\\"):
+            return folder
+        found = self.special_folder(folder.encode("ascii"))
+        if found is None:
+            raise ServerError(
+                f"{self.host} has no folder with the special use {folder}", "check `folders` in the account"
+            )
+        return found
 
     def select(self, folder: str) -> FolderStatus:
         """Select `folder` read-write and report UIDVALIDITY, UIDNEXT and the message count."""
-        response = self._call("SELECT", lambda: self.client.select_folder(folder))
-        self.selected = folder
+        real = self.resolve_folder(folder)  # the status keeps the caller's name: the journal's key
+        response = self._call("SELECT", lambda: self.client.select_folder(real))
+        self.selected = real
         uidnext = response.get(b"UIDNEXT")
         if uidnext is None:  # old servers omit it; ask STATUS
-            uidnext = self._call("STATUS", lambda: self.client.folder_status(folder, [b"UIDNEXT"]))[
-                b"UIDNEXT"
-            ]
+            uidnext = self._call("STATUS", lambda: self.client.folder_status(real, [b"UIDNEXT"]))[b"UIDNEXT"]
         return FolderStatus(
             name=folder,
             uidvalidity=int(response[b"UIDVALIDITY"]),
@@ -185,7 +298,9 @@ class Session:
         )
 
     def folder_exists(self, folder: str) -> bool:
-        """Whether the folder exists on the server."""
+        """Whether the folder exists on the server (a special-use name: whether a folder has that use)."""
+        if folder.startswith("\\"):
+            return self.special_folder(folder.encode("ascii")) is not None
         return bool(self._call("LIST", lambda: self.client.folder_exists(folder)))
 
     def list_folders(self) -> list[str]:
@@ -197,11 +312,51 @@ class Session:
         """The folder carrying the SPECIAL-USE attribute `flag` (e.g. b"\\\\Trash"), if any."""
         return self._call("LIST", lambda: self.client.find_special_folder(flag))  # type: ignore[no-any-return]
 
+    # -- Gmail's extensions (developers.google.com/gmail/imap/imap-extensions) --------------------
+    def gmail_labels(self, uids: Sequence[int]) -> dict[int, frozenset[str]]:
+        """X-GM-LABELS of `uids` in the selected folder (system labels such as "\\Inbox" included)."""
+        if not uids:
+            return {}
+        data = self._call("FETCH", lambda: self.client.fetch(uids, ["X-GM-LABELS"]))
+        return {uid: frozenset(_label(v) for v in item.get(b"X-GM-LABELS", ())) for uid, item in data.items()}
+
+    def add_gmail_labels(self, uids: Sequence[int], labels: Iterable[str]) -> None:
+        """STORE +X-GM-LABELS: give `uids` the `labels` (creating user labels that do not exist)."""
+        wanted = sorted(labels)
+        if uids and wanted:
+            self._call("STORE", lambda: self.client.add_gmail_labels(uids, wanted, silent=True))
+
+    def gmail_info(self, uids: Sequence[int]) -> dict[int, GmailInfo]:
+        """X-GM-MSGID, X-GM-LABELS and FLAGS of `uids`, in one round trip."""
+        if not uids:
+            return {}
+        data = self._call("FETCH", lambda: self.client.fetch(uids, ["X-GM-MSGID", "X-GM-LABELS", "FLAGS"]))
+        return {
+            uid: GmailInfo(
+                int(item[b"X-GM-MSGID"]),
+                frozenset(_label(v) for v in item.get(b"X-GM-LABELS", ())),
+                frozenset(item.get(b"FLAGS", ())),
+            )
+            for uid, item in data.items()
+            if b"X-GM-MSGID" in item
+        }
+
+    def gmail_ids(self, uids: Sequence[int]) -> dict[int, int]:
+        """X-GM-MSGID of `uids`: Gmail's id of the message itself, the same in every label folder."""
+        if not uids:
+            return {}
+        data = self._call("FETCH", lambda: self.client.fetch(uids, ["X-GM-MSGID"]))
+        return {uid: int(item[b"X-GM-MSGID"]) for uid, item in data.items() if b"X-GM-MSGID" in item}
+
     def uids_above(self, uid: int) -> list[int]:
         """UIDs greater than `uid` in the selected folder, ascending."""
         found = self._call("SEARCH", lambda: self.client.search(["UID", f"{uid + 1}:*"]))
         # "n:*" always matches the highest UID even when it is below n (RFC 3501 §6.4.8).
         return sorted(u for u in found if u > uid)
+
+    def search(self, criteria: Sequence[str | int]) -> list[int]:
+        """UIDs matching raw SEARCH `criteria` (e.g. ["OR", "X-GM-MSGID", 1, "X-GM-MSGID", 2])."""
+        return sorted(self._call("SEARCH", lambda: self.client.search(list(criteria))))
 
     def search_header(self, name: str, value: str) -> list[int]:
         """UIDs of messages whose header `name` contains `value`."""
@@ -241,7 +396,8 @@ class Session:
     def append(self, folder: str, message: bytes, flags: Iterable[bytes], when: dt.datetime) -> int | None:
         """Store `message` with `flags` and INTERNALDATE `when`; the new UID when the server says it."""
         kept = tuple(f for f in flags if f.lower() != b"\\recent")
-        response = self._call("APPEND", lambda: self.client.append(folder, message, kept, when))
+        real = self.resolve_folder(folder)
+        response = self._call("APPEND", lambda: self.client.append(real, message, kept, when))
         uids = parse_appenduid(response)
         return uids[0] if uids else None
 
@@ -258,7 +414,8 @@ class Session:
         ]
         # imapclient hands back imaplib's raw (status, [text]) here, unlike append(), and does not
         # raise on NO: a refused MULTIAPPEND must not pass for a stored one.
-        status, lines = self._call("APPEND", lambda: self.client.multiappend(folder, items))
+        real = self.resolve_folder(folder)
+        status, lines = self._call("APPEND", lambda: self.client.multiappend(real, items))
         text = b" ".join(line for line in lines if isinstance(line, bytes))
         if status != "OK":
             with translated_errors(self.host, "APPEND"):
@@ -273,6 +430,11 @@ class Session:
         self._call("STORE", lambda: self.client.add_flags(uids, [imapclient.DELETED], silent=True))
         self._call("EXPUNGE", lambda: self.client.uid_expunge(uids))
 
+    def add_flags(self, uids: Sequence[int], flags: Sequence[bytes]) -> None:
+        """Add `flags` to `uids` (STORE +FLAGS.SILENT)."""
+        if uids and flags:
+            self._call("STORE", lambda: self.client.add_flags(uids, list(flags), silent=True))
+
     def mark_deleted(self, uids: Sequence[int]) -> None:
         """Set \\Deleted on `uids` without expunging."""
         if uids:
@@ -285,7 +447,8 @@ class Session:
     def copy(self, uids: Sequence[int], folder: str) -> None:
         """Copy `uids` to `folder`."""
         if uids:
-            self._call("COPY", lambda: self.client.copy(uids, folder))
+            real = self.resolve_folder(folder)
+            self._call("COPY", lambda: self.client.copy(uids, real))
 
     def uidnext(self, folder: str) -> int:
         """The UID the next message stored in `folder` will get (STATUS, without selecting it)."""
@@ -295,19 +458,24 @@ class Session:
     def move(self, uids: Sequence[int], folder: str) -> None:
         """Move `uids` to `folder` atomically (MOVE)."""
         if uids:
-            self._call("MOVE", lambda: self.client.move(uids, folder))
+            real = self.resolve_folder(folder)
+            self._call("MOVE", lambda: self.client.move(uids, real))
 
     def noop(self) -> None:
         """A round trip that proves the connection is alive."""
         self._call("NOOP", self.client.noop)
 
     def logout(self) -> None:
-        """End the session politely; a dead connection is just closed."""
+        """End the session politely; a dead connection is just closed. Frees its connection slot."""
         try:
             self.client.logout()
         except Exception:  # the connection may already be gone; closing it is all that is left
             with suppress(OSError):
                 self.client.shutdown()
+        finally:
+            if self._slot_held:
+                self._slot_held = False
+                CONNECTION_SLOTS.give_back(self.account)
 
 
 def tls_context(account: Account) -> ssl.SSLContext:
@@ -319,26 +487,7 @@ def tls_context(account: Account) -> ssl.SSLContext:
 
 def _peer_fingerprint(account: Account) -> str:
     """The SHA-256 fingerprint of the certificate the server presents, fetched without trusting it."""
-    unverified = ssl.create_default_context()
-    unverified.check_hostname = False
-    unverified.verify_mode = ssl.CERT_NONE
-    try:
-        client = imapclient.IMAPClient(
-            account.host,
-            port=account.port,
-            ssl=account.security == "tls",
-            ssl_context=unverified,
-            timeout=TIMEOUT_SECONDS,
-        )
-        try:
-            if account.security == "starttls":
-                client.starttls(unverified)
-            sock = client._imap.sock
-            der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
-        finally:
-            client.shutdown()
-    except (OSError, imaplib.IMAP4.error, imapclient.exceptions.IMAPClientError):
-        return ""
+    der = peer_certificate(account)
     return certificate_fingerprint(der) if der else ""
 
 
@@ -346,12 +495,35 @@ def connect(account: Account, password: Callable[[], str], token: Callable[[], s
     """Open, secure and log in a session for `account`.
 
     TLS is always verified (implicit TLS or STARTTLS); `plain` is refused unless the host is loopback.
-    `password` (or `token` for XOAUTH2) is called only once the connection is secure.
+    `password` (or `token` for XOAUTH2) is called only once the connection is secure. A token the
+    server rejects is asked for once more (a token command refreshes an expired one) before giving up.
+    At most `account.max_connections` sessions per account are open at once (TransientError beyond).
     """
     if account.security == "plain" and not is_loopback(account.host):
         raise ServerError(
             f"refusing a cleartext connection to {account.host}", "use security = 'tls' or 'starttls'"
         )
+    CONNECTION_SLOTS.take(account)
+    try:
+        session = _connect(account, password, token)
+    except BaseException:
+        CONNECTION_SLOTS.give_back(account)
+        raise
+    session._slot_held = True
+    return session
+
+
+def _oauth2_login(client: imapclient.IMAPClient, account: Account, token: Callable[[], str]) -> None:
+    try:
+        with translated_errors(account.host, "login"):
+            client.oauth2_login(account.username, token())
+    except CredentialsError:
+        log.info("%s rejected the access token; asking the token command for a fresh one", account.host)
+        with translated_errors(account.host, "login"):
+            client.oauth2_login(account.username, token())
+
+
+def _connect(account: Account, password: Callable[[], str], token: Callable[[], str] | None) -> Session:
     context = tls_context(account)
     client: imapclient.IMAPClient | None = None
     try:
@@ -366,10 +538,10 @@ def connect(account: Account, password: Callable[[], str], token: Callable[[], s
             client.normalise_times = False
             if account.security == "starttls":
                 client.starttls(context)
-        with translated_errors(account.host, "login"):
-            if token is not None:
-                client.oauth2_login(account.username, token())
-            else:
+        if token is not None:
+            _oauth2_login(client, account, token)
+        else:
+            with translated_errors(account.host, "login"):
                 client.login(account.username, password())
         return Session(client, account)
     except TlsError as exc:

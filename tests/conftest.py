@@ -11,7 +11,12 @@ from tests.fixtures.dovecot import DovecotServer, start_dovecot
 from tests.fixtures.gnupg_home import GnupgHome, make_gnupg_home, remove_gnupg_home
 from tests.fixtures.mailbox import Mailbox
 
-pytest_plugins = ["tests.fixtures.proxy", "tests.fixtures.tls", "tests.fixtures.engine"]
+pytest_plugins = [
+    "tests.fixtures.proxy",
+    "tests.fixtures.tls",
+    "tests.fixtures.engine",
+    "tests.fixtures.gmail_server",
+]
 
 # Qt widgets are real but need no screen.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

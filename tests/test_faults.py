@@ -8,25 +8,18 @@ issues; the CLI is SIGKILLed at random moments of a 300-message backlog.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import signal
-import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from imapcrypt import envelope
-from imapcrypt.api import journal_path
 from imapcrypt.errors import TransientError
 from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities
 from tests.fixtures.engine import Rig, assert_exactly_once
+from tests.fixtures.killing import backlog_process, kill_backlogs
 from tests.fixtures.proxy import FaultProxy
-from tests.fixtures.waiting import wait_for
 
 SEEDS = varied_seeds(6, seed=11)
 # The commands that change or reveal server state, as the proxy names them.
@@ -73,6 +66,7 @@ def test_a_cut_at_every_command_loses_and_duplicates_nothing(
     dovecot_factory: Callable[[str], DovecotServer],
     rig_on: Callable[[DovecotServer], Rig],
     fault_proxy_factory: Callable[[int], FaultProxy],
+    record_property: Callable[[str, object], None],
 ) -> None:
     server = dovecot_factory(VARIANTS[variant])
     proxy = fault_proxy_factory(server.port)
@@ -95,6 +89,7 @@ def test_a_cut_at_every_command_loses_and_duplicates_nothing(
             assert_exactly_once(rig, SEEDS)
             assert _all_encrypted(rig), f"not all encrypted after a cut {mode} {command} #{nth}"
     assert injected >= sum(counts.values())
+    record_property("faults_injected", injected)
 
 
 def test_a_cut_during_restore_loses_and_duplicates_nothing(
@@ -117,72 +112,26 @@ def test_a_cut_during_restore_loses_and_duplicates_nothing(
         assert sorted(m.body for m in rig.mailbox.state()) == sorted(s.raw for s in SEEDS)
 
 
-def _backlog_process(config: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "imapcrypt", "--config", config, "backlog"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ},
-    )
-
-
-def _has_pending_intents(journal: Path) -> bool:
-    """Whether the journal holds an intent: the process is between an APPEND and its completion."""
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=1)) as db:
-            return bool(db.execute("SELECT count(*) FROM intent").fetchone()[0])
-    except sqlite3.OperationalError:  # not created yet
-        return False
-
-
-def test_sigkill_at_random_moments_of_a_300_message_backlog(rig: Rig) -> None:
+def test_sigkill_at_random_moments_of_a_300_message_backlog(
+    rig: Rig, record_property: Callable[[str, object], None]
+) -> None:
     seeds: list[Seed] = varied_seeds(300, seed=21)
     rig = rig.with_policy(batch_size=25)
     rig.mailbox.seed(seeds)
     config = str(rig.write_config(batch_size="25"))
-    journal = journal_path(rig.config(), rig.account)
-    rng = random.Random(7)
-    kills = completed = mid_protocol = 0
-    while kills < 20:
-        process = _backlog_process(config)
-        try:
-            if kills % 2:
-                # Half the kills land at a random moment (a whole backlog takes about two seconds here)...
-                process.wait(timeout=rng.uniform(0.1, 1.0))
-            else:
-                # ...and half as soon as an intent is journalled, inside the append-verify-delete window.
-                wait_for(
-                    lambda running=process: running.poll() is not None or _has_pending_intents(journal),
-                    timeout=30,
-                    what="an intent in the journal",
-                    interval=0.001,
-                )
-        except subprocess.TimeoutExpired:
-            pass
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            kills += 1
-        errors = process.stderr.read().decode() if process.stderr else ""
-        if process.stderr:
-            process.stderr.close()
-        if process.returncode == 0:
-            # Finished before the kill: check it, turn the mail back to plaintext, and go again.
-            assert_exactly_once(rig, seeds)
-            assert _all_encrypted(rig)
-            completed += 1
-            with rig.engine() as engine:
-                engine.restore_folder("INBOX")
-            continue
-        assert process.returncode == -signal.SIGKILL, errors
-        with rig.engine() as engine:  # one recovery run: resolve the intents, nothing more
-            _, resolved = engine.open_folder("INBOX")
-        mid_protocol += resolved > 0
+
+    def encrypted_once() -> None:
         assert_exactly_once(rig, seeds)
-    final = _backlog_process(config)
+        assert _all_encrypted(rig)
+
+    done = kill_backlogs(
+        rig, config, 20, random.Random(7), lambda: assert_exactly_once(rig, seeds), encrypted_once
+    )
+    final = backlog_process(config)
     _, final_errors = final.communicate(timeout=300)
     assert final.returncode == 0, final_errors.decode()
-    assert_exactly_once(rig, seeds)
-    assert _all_encrypted(rig)
-    assert kills >= 20
-    assert mid_protocol >= 3, "too few kills landed between an intent and its completion"
+    encrypted_once()
+    assert done.kills >= 20
+    assert done.mid_protocol >= 3, "too few kills landed between an intent and its completion"
+    record_property("faults_injected", done.kills)
+    record_property("kills_mid_protocol", done.mid_protocol)
