@@ -110,6 +110,7 @@ def _summary(account: Account, report: FolderReport) -> str:
         f"{report.too_young} inside the grace period" if report.too_young else "",
         f"{report.marked_deleted} marked deleted (left for your client)" if report.marked_deleted else "",
         f"{report.waiting} waiting" if report.waiting else "",
+        f"{report.too_large} over the server's size limit (skipped)" if report.too_large else "",
         f"{report.failed} failed" if report.failed else "",
         f"{report.recovered} finished after an interruption" if report.recovered else "",
     ]
@@ -183,18 +184,30 @@ def cmd_backlog(args: argparse.Namespace) -> int:
     return _encrypt(args, backlog=True)
 
 
-def cmd_restore(args: argparse.Namespace) -> int:
-    """`imapcrypt restore`: decrypt every encrypted copy back to the original bytes, flags and date."""
+def _rewrite(args: argparse.Namespace, reencrypt: bool) -> int:
     config = load_config(args.config)
     failures = 0
     for account in _accounts(config, args.account):
+        if reencrypt:
+            ready_to_encrypt(config, account)
         passphrase = account_passphrase(account)
         with open_account(config, account, TerminalEvents()) as opened:
             for folder in _folders(account, args.folder):
-                report = opened.engine.restore_folder(folder, passphrase)
+                engine = opened.engine
+                report = (engine.reencrypt_folder if reencrypt else engine.restore_folder)(folder, passphrase)
                 print(_summary(account, report))
                 failures += report.failed
     return 1 if failures else 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """`imapcrypt restore`: decrypt every encrypted copy back to the original bytes, flags and date."""
+    return _rewrite(args, reencrypt=False)
+
+
+def cmd_reencrypt(args: argparse.Namespace) -> int:
+    """`imapcrypt reencrypt`: seal mail encrypted to an old key afresh to the current recipients."""
+    return _rewrite(args, reencrypt=True)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -238,6 +251,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     restore.add_argument("--account", help=account_help)
     restore.add_argument("--folder", help="only this folder (default: the account's folders)")
     restore.set_defaults(handler=cmd_restore)
+
+    reencrypt = subparsers.add_parser(
+        "reencrypt", help="move encrypted mail to the current recipients (after `keys rotate`)"
+    )
+    reencrypt.add_argument("--account", help=account_help)
+    reencrypt.add_argument("--folder", help="only this folder (default: the account's folders)")
+    reencrypt.set_defaults(handler=cmd_reencrypt)
 
     status = subparsers.add_parser("status", help="what has been encrypted, what waits, the last error")
     status.add_argument("--account", help=account_help)

@@ -23,6 +23,7 @@ from imapcrypt.config import Account, Config
 from imapcrypt.engine import Engine, FolderReport
 from imapcrypt.errors import ImapcryptError, TransientError
 from imapcrypt.events import EngineEvents
+from imapcrypt.gmail_limits import UploadPaused
 from imapcrypt.lock import AccountLock
 from imapcrypt.session import Session, translated_errors
 
@@ -117,7 +118,7 @@ class FolderWatcher:
         try:
             session = open_session(self.account)
             with translated_errors(self.account.host, "IDLE"):
-                session.client.select_folder(self.folder, readonly=True)
+                session.client.select_folder(session.resolve_folder(self.folder), readonly=True)
                 self._idle(session)
         except BaseException as exc:  # reported through `failure`; the worker reconnects
             self.failure = exc
@@ -241,6 +242,12 @@ class AccountWorker:
                 try:
                     self._serve()
                     attempt = 0
+                except UploadPaused as exc:
+                    # The day's upload budget is spent: wait for the next day's, not for a backoff.
+                    delay = max(exc.resume_at.timestamp() - self.wall(), 1.0)
+                    log.warning("account %s: %s; resuming in %.0fs", self.account.name, exc.message, delay)
+                    self._set(WorkerState.PAUSED, exc.message, exc.fix, delay)
+                    self._rest(delay)
                 except TransientError as exc:
                     delay = self.backoff.delay(attempt, self.rng)
                     attempt += 1
@@ -272,19 +279,23 @@ class AccountWorker:
             watchers: list[FolderWatcher] = []
             try:
                 if opened.session.can_idle:
+                    # One connection is the engine's; the rest of the allowance IDLEs, folder by folder.
+                    watched = self.account.folders[: max(self.account.max_connections - 1, 0)]
                     watchers = [
-                        FolderWatcher(self.account, f, self._folder_changed, self._wake.set)
-                        for f in self.account.folders
+                        FolderWatcher(self.account, f, self._folder_changed, self._wake.set) for f in watched
                     ]
                     for watcher in watchers:
                         watcher.start()
-                self._loop(opened.session, opened.engine, watchers)
+                polled = [f for f in self.account.folders if f not in {w.folder for w in watchers}]
+                self._loop(opened.session, opened.engine, watchers, polled)
             finally:
                 for watcher in watchers:
                     watcher.stop()
                 self._engine = None
 
-    def _loop(self, session: Session, engine: Engine, watchers: list[FolderWatcher]) -> None:
+    def _loop(
+        self, session: Session, engine: Engine, watchers: list[FolderWatcher], polled: list[str]
+    ) -> None:
         last_mono, last_wall = self.monotonic(), self.wall()
         last_contact = last_mono
         while not self._stop.is_set():
@@ -311,10 +322,10 @@ class AccountWorker:
                 continue
             elif self._state is not WorkerState.IDLE:
                 self._set(WorkerState.IDLE)
-            timeout = KEEPALIVE_SECONDS if watchers else self.account.poll_seconds
+            timeout = self.account.poll_seconds if polled else KEEPALIVE_SECONDS
             if not self._wake.wait(min(timeout, KEEPALIVE_SECONDS)):
-                if not watchers and not paused:
-                    self._queue(self.account.folders, backlog=False)  # poll
+                if polled and not paused:
+                    self._queue(polled, backlog=False)  # folders no IDLE connection watches
                 elif self.monotonic() - last_contact >= KEEPALIVE_SECONDS:
                     session.noop()
                     last_contact = self.monotonic()

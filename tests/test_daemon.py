@@ -267,3 +267,26 @@ def test_an_unreachable_server_is_retried_with_growing_backoff(
         wait_for(lambda: _ours(rig) == 2, timeout=20, what="work once the server is back")
         assert proxy.connections_accepted > attempts
         assert worker.state in (WorkerState.IDLE, WorkerState.WORKING)
+
+
+def test_folders_beyond_the_connection_allowance_are_polled(rig: Rig) -> None:
+    for folder in ("Work", "Lists"):
+        with rig.mailbox.client() as client:
+            client.create_folder(folder)
+    rig = rig.with_policy(folders=("INBOX", "Work", "Lists"), max_connections=2, poll_seconds=0.2)
+    with running(rig) as (worker, _):
+        rig.mailbox.seed(varied_seeds(1, seed=40), folder="INBOX")  # watched with IDLE
+        rig.mailbox.seed(varied_seeds(1, seed=41), folder="Lists")  # polled
+        wait_for(
+            lambda: (
+                all(
+                    envelope.classify(m.body) is envelope.Kind.OURS
+                    for folder in ("INBOX", "Lists")
+                    for m in rig.mailbox.state(folder)
+                )
+                and len(rig.mailbox.state("Lists")) == 1
+            ),
+            timeout=15,
+            what="both folders encrypted",
+        )
+        assert worker.notifications >= 1
