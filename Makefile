@@ -7,8 +7,10 @@ BIN    := $(VENV)/bin
 # System packages the tests need: a real IMAP server, a real GnuPG, Sequoia for the interoperability
 # tests, and the shared libraries Qt needs on a machine without a desktop.
 TEST_DEBS := dovecot-imapd gnupg sq xvfb libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 \
-             libxcb-cursor0
-RUN_DEBS  := gnupg libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libxcb-cursor0
+             libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
+# Qt's xcb platform plugin (a desktop, or Xvfb for docs/screenshots) also needs icccm and keysyms.
+RUN_DEBS  := gnupg libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libxcb-cursor0 libxcb-icccm4 \
+             libxcb-keysyms1
 
 .PHONY: run test check lint typecheck unit venv dev-venv system-test-deps system-run-deps clean
 
@@ -34,11 +36,11 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(BIN)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[demo]'
 	touch $@
 
 $(BIN)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,demo]'
 	touch $@ $(BIN)/.installed-run
 
 system-test-deps:

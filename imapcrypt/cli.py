@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from imapcrypt import __version__, cli_engine, cli_keys, doctor
+from imapcrypt import __version__, cli_engine, cli_keys, demo, doctor
 from imapcrypt.errors import ImapcryptError
 from imapcrypt.logs import default_log_file, setup_logging
 
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_engine.register(subparsers)
     cli_keys.register(subparsers)
     doctor.register(subparsers)
+    demo.register(subparsers)
     return parser
 
 

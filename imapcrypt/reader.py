@@ -1,0 +1,214 @@
+"""Reading encrypted mail without restoring it on the server (the tray's reader, DESIGN §6).
+
+A folder's list comes from headers alone: From, Date and size in clear, the subject decrypted from
+`X-Imapcrypt-Subject` (DESIGN §2) when a passphrase is given. Opening one message fetches its bytes
+(BODY.PEEK[]: nothing is marked \\Seen) and decrypts the original in memory. `parse_message` splits an
+original into what a viewer shows: plain text, HTML as the sender wrote it (sanitising is the
+viewer's job) and attachments. Nothing here logs a subject, an address or a body.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.message
+import email.parser
+import email.policy
+import email.utils
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from imapcrypt import envelope
+from imapcrypt.errors import EnvelopeError
+from imapcrypt.headers import decode_words
+from imapcrypt.openpgp import GnuPG
+from imapcrypt.session import MessageInfo, Session
+
+LIST_HEADERS = (*envelope.CLASSIFY_HEADERS, "From", "Date", "Subject", envelope.SUBJECT_HEADER)
+DEFAULT_LIMIT = 200
+_parser = email.parser.BytesParser(policy=email.policy.default)
+_header_parser = email.parser.BytesHeaderParser(policy=email.policy.default)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One line of a folder's message list.
+
+    `subject` is None while it is encrypted and locked (no passphrase given, or it did not decrypt);
+    a plaintext message shows its own subject.
+    """
+
+    uid: int
+    sender: str
+    date: dt.datetime | None
+    size: int
+    kind: envelope.Kind
+    subject: str | None
+
+    @property
+    def encrypted_by_us(self) -> bool:
+        """The message is an imapcrypt copy."""
+        return self.kind is envelope.Kind.OURS
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A part the viewer offers to save rather than show."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    """What a viewer shows of an original message."""
+
+    sender: str
+    to: str
+    date: str
+    subject: str
+    text: str | None
+    html: str | None
+    attachments: tuple[Attachment, ...]
+
+
+def _header_text(headers: email.message.Message, name: str) -> str:
+    value = headers.get(name)
+    return "" if value is None else decode_words(str(value)).replace("\r", " ").replace("\n", " ")
+
+
+def _date(headers: email.message.Message, fallback: dt.datetime) -> dt.datetime | None:
+    raw = headers.get("Date")
+    if raw is None:
+        return fallback
+    try:
+        return email.utils.parsedate_to_datetime(str(raw))
+    except (TypeError, ValueError):
+        return fallback
+
+
+def summarise(
+    infos: Sequence[MessageInfo], gpg: GnuPG | None = None, passphrase: str | None = None
+) -> list[Summary]:
+    """The list lines of `infos` (fetched with LIST_HEADERS), newest UID first.
+
+    With `gpg`, each imapcrypt copy's subject is decrypted with `passphrase` ("" or None: no
+    passphrase, or gpg-agent's cache); one that does not decrypt keeps subject None.
+    """
+
+    def subject_of(info: MessageInfo) -> str | None:
+        if gpg is None:
+            return None
+        try:
+            return envelope.subject(info.headers, gpg, passphrase)
+        except EnvelopeError:
+            return None
+
+    ordered = sorted(infos, key=lambda i: i.uid, reverse=True)
+    kinds = [envelope.classify(info.headers) for info in ordered]
+    ours = [info for info, kind in zip(ordered, kinds, strict=True) if kind is envelope.Kind.OURS]
+    subjects: dict[int, str | None] = {}
+    if gpg is not None and ours:
+        # One gpg process per subject: a few in parallel keep a 200-line list under a second.
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="imapcrypt-subject") as pool:
+            subjects = dict(zip((i.uid for i in ours), pool.map(subject_of, ours), strict=True))
+    result: list[Summary] = []
+    for info, kind in zip(ordered, kinds, strict=True):
+        headers = _header_parser.parsebytes(info.headers)
+        subject = subjects.get(info.uid) if kind is envelope.Kind.OURS else _header_text(headers, "Subject")
+        result.append(
+            Summary(
+                uid=info.uid,
+                sender=_header_text(headers, "From"),
+                date=_date(headers, info.internaldate),
+                size=info.size,
+                kind=kind,
+                subject=subject,
+            )
+        )
+    return result
+
+
+def list_messages(
+    session: Session,
+    folder: str,
+    gpg: GnuPG | None = None,
+    passphrase: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> list[Summary]:
+    """The newest `limit` messages of `folder`, from their headers (see `summarise`)."""
+    session.select(folder)
+    uids = session.uids_above(0)[-limit:]
+    return summarise(list(session.fetch_info(uids, LIST_HEADERS).values()), gpg, passphrase)
+
+
+def summaries_of(
+    session: Session,
+    folder: str,
+    uids: Sequence[int],
+    gpg: GnuPG | None = None,
+    passphrase: str | None = None,
+) -> dict[int, Summary]:
+    """The list lines of the named `uids` of `folder` (those still there), by UID."""
+    session.select(folder)
+    infos = session.fetch_info(list(uids), LIST_HEADERS)
+    return {s.uid: s for s in summarise(list(infos.values()), gpg, passphrase)}
+
+
+def fetch_original(
+    session: Session, folder: str, uid: int, gpg: GnuPG, passphrase: str | None = None
+) -> bytes:
+    """The original bytes of message `uid`: decrypted in memory if it is an imapcrypt copy.
+
+    Raises EnvelopeError (DecryptError for a wrong passphrase) or ServerError if it is gone.
+    """
+    session.select(folder)
+    raw = session.fetch_bodies([uid]).get(uid)
+    if raw is None:
+        raise EnvelopeError(f"message {uid} is no longer in {folder}", "refresh the list")
+    if envelope.classify(raw) is envelope.Kind.OURS:
+        return envelope.restore(raw, gpg, passphrase)
+    return raw
+
+
+def _decoded_text(part: email.message.EmailMessage) -> str:
+    try:
+        content = part.get_content()
+    except (LookupError, ValueError):  # an unknown charset or a broken transfer encoding
+        payload = part.get_payload(decode=True)
+        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+    return content if isinstance(content, str) else bytes(content).decode("utf-8", "replace")
+
+
+def parse_message(raw: bytes) -> ParsedMessage:
+    """Split an original message into its headers, its text and HTML bodies and its attachments."""
+    message = _parser.parsebytes(raw)
+    assert isinstance(message, email.message.EmailMessage)  # noqa: S101 - the default policy makes one
+    text: str | None = None
+    html: str | None = None
+    attachments: list[Attachment] = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        assert isinstance(part, email.message.EmailMessage)  # noqa: S101
+        content_type = part.get_content_type()
+        filename = part.get_filename()
+        if part.get_content_disposition() == "attachment" or (filename and content_type != "text/plain"):
+            data = part.get_payload(decode=True)
+            attachments.append(
+                Attachment(filename or "attachment", content_type, data if isinstance(data, bytes) else b"")
+            )
+        elif content_type == "text/plain" and text is None:
+            text = _decoded_text(part)
+        elif content_type == "text/html" and html is None:
+            html = _decoded_text(part)
+    return ParsedMessage(
+        sender=_header_text(message, "From"),
+        to=_header_text(message, "To"),
+        date=_header_text(message, "Date"),
+        subject=_header_text(message, "Subject"),
+        text=text,
+        html=html,
+        attachments=tuple(attachments),
+    )

@@ -1,0 +1,188 @@
+"""The reader: decrypted subjects from headers alone, a message body, attachments, and HTML that loads
+nothing from the network (the engine-side imapcrypt.reader and the Qt window, on a real Dovecot)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from imapcrypt_ui.reader import LOCKED, ReaderWindow, Unlocked
+from imapcrypt_ui.safe_html import SafeTextBrowser, sanitise
+from pytestqt.qtbot import QtBot
+
+from imapcrypt import reader
+from imapcrypt.api import open_session
+from imapcrypt.config import load_config
+from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
+from tests.fixtures.engine import Rig
+
+WAIT_MS = 30_000
+WHEN = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """Records every request: the test asserts there is none."""
+
+    hits: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        Recorder.hits.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/gif")
+        self.end_headers()
+        self.wfile.write(b"GIF89a")
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def web() -> Iterator[str]:
+    """A local web server on 127.0.0.1 that counts hits; yields its base URL."""
+    Recorder.hits = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def html_message(base: str) -> bytes:
+    html = (
+        f'<html><head><link rel="stylesheet" href="{base}/style.css">'
+        f"<style>body {{ background: url({base}/bg.png) }}</style></head><body>"
+        f'<p>Hello <b>reader</b></p><img src="{base}/pixel.gif" width="1" height="1">'
+        f'<div style="background-image: url({base}/div.png)">box</div>'
+        f"<script>fetch('{base}/script')</script><a href=\"{base}/link\">a link</a></body></html>"
+    )
+    return (
+        b"From: News <news@example.org>\r\nTo: me@example.net\r\nSubject: The HTML one\r\n"
+        b"Date: Fri, 01 Mar 2024 12:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n" + html.encode() + b"\r\n"
+    )
+
+
+ATTACHED = (
+    b"From: Ada <ada@example.org>\r\nTo: me@example.net\r\nSubject: Figures\r\n"
+    b"Date: Fri, 01 Mar 2024 12:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+    b'--b\r\nContent-Type: text/csv; name="f.csv"\r\nContent-Disposition: attachment; filename="f.csv"\r\n'
+    b"Content-Transfer-Encoding: base64\r\n\r\nYSxiCjEsMgo=\r\n--b--\r\n"
+)
+
+
+@pytest.fixture
+def encrypted(rig: Rig, web: str) -> list[Seed]:
+    seeds = [*varied_seeds(2), Seed(html_message(web), (), WHEN), Seed(ATTACHED, (b"\\Seen",), WHEN)]
+    rig.mailbox.seed(seeds)
+    with rig.engine() as engine:
+        assert engine.encrypt_folder("INBOX").encrypted == 4
+    return seeds
+
+
+def test_engine_side_reader_lists_and_opens(rig: Rig, encrypted: list[Seed]) -> None:
+    flags_before = {m.uid: m.flags for m in rig.mailbox.state()}
+    session = open_session(load_config(rig.write_config()).account(None))
+    try:
+        locked = reader.list_messages(session, "INBOX")
+        assert [s.subject for s in locked] == [None] * 4
+        assert all(s.encrypted_by_us for s in locked)
+        opened = reader.list_messages(session, "INBOX", rig.gpg, "")
+        assert [s.subject for s in opened] == [
+            "Figures",
+            "The HTML one",
+            f"{SUBJECT_MARK} 1",
+            f"{SUBJECT_MARK} 0",
+        ]
+        assert opened[0].sender == "Ada <ada@example.org>"
+        original = reader.fetch_original(session, "INBOX", opened[-1].uid, rig.gpg, "")
+        assert original == encrypted[0].raw
+    finally:
+        session.logout()
+    assert {m.uid: m.flags for m in rig.mailbox.state()} == flags_before, "reading changes no flag"
+    parsed = reader.parse_message(ATTACHED)
+    assert (parsed.text or "").strip() == "see attached"
+    assert parsed.attachments[0].filename == "f.csv"
+    assert parsed.attachments[0].data == b"a,b\n1,2\n"
+
+
+def test_reader_window_decrypts_subjects_and_shows_bodies_without_network(
+    qtbot: QtBot, rig: Rig, encrypted: list[Seed], tmp_path: Path
+) -> None:
+    config = load_config(rig.write_config())
+    asked: list[str] = []
+
+    def ask(account: str) -> str:
+        asked.append(account)
+        return ""  # the test key has no passphrase
+
+    window = ReaderWindow(config, Unlocked(), ask)
+    qtbot.addWidget(window)
+    window.show()
+    with qtbot.waitSignal(window.listed, timeout=WAIT_MS):
+        window.show_folder("test", "INBOX")
+    subjects = [window.messages.item(r, 2).text() for r in range(window.messages.rowCount())]
+    assert subjects == [LOCKED] * 4
+    with qtbot.waitSignal(window.listed, timeout=WAIT_MS):
+        window.unlock_button.click()
+    assert asked == ["test"]
+    subjects = [window.messages.item(r, 2).text() for r in range(window.messages.rowCount())]
+    assert subjects == ["Figures", "The HTML one", f"{SUBJECT_MARK} 1", f"{SUBJECT_MARK} 0"]
+    assert window.messages.item(0, 0).text() == "Ada <ada@example.org>"
+
+    with qtbot.waitSignal(window.opened, timeout=WAIT_MS):
+        window.open_row(3)
+    assert BODY_MARK in window.body.toPlainText()
+
+    with qtbot.waitSignal(window.opened, timeout=WAIT_MS):
+        window.open_row(1)
+    shown = window.body.toPlainText()
+    assert "Hello reader" in shown
+    assert "fetch(" not in shown
+    assert "1 remote image(s) blocked" in window.notice.text()
+    html = window.body.toHtml()
+    assert "pixel.gif" not in html
+    assert "style.css" not in html
+    assert "bg.png" not in html
+    qtbot.waitUntil(window.body.isVisible, timeout=WAIT_MS)
+    window.body.grab()  # render it: a document that wanted a resource would ask for it now
+    assert Recorder.hits == []
+
+    with qtbot.waitSignal(window.opened, timeout=WAIT_MS):
+        window.open_row(0)
+    assert window.save_button.isEnabled()
+    saved = window.save_attachment(tmp_path / "saved.csv")
+    assert saved is not None
+    assert saved.read_bytes() == b"a,b\n1,2\n"
+
+
+def test_safe_browser_refuses_resources_even_unsanitised(qtbot: QtBot, web: str) -> None:
+    browser = SafeTextBrowser()
+    qtbot.addWidget(browser)
+    browser.show()
+    # Bypass the sanitiser on purpose: the second wall alone must hold.
+    browser.setHtml(f'<p>x</p><img src="{web}/raw.gif"><img src="file:///etc/passwd">')
+    browser.grab()
+    assert f"{web}/raw.gif" in browser.refused
+    assert "file:///etc/passwd" in browser.refused
+    assert Recorder.hits == []
+
+
+def test_sanitiser_keeps_formatting_and_drops_active_content() -> None:
+    clean, blocked = sanitise(
+        '<p onclick="x()">Hi <b>there</b></p><img src="http://a/b.png"><script>bad()</script>'
+        '<iframe src="http://a/"></iframe><a href="javascript:alert(1)">j</a><a href="https://ok/">ok</a>'
+    )
+    assert blocked == 1
+    assert "<b>there</b>" in clean
+    for bad in ("onclick", "<img", "<script", "bad()", "<iframe", "javascript:"):
+        assert bad not in clean
+    assert 'href="https://ok/"' in clean

@@ -1,0 +1,160 @@
+"""The first-run wizard end to end against a real Dovecot and a real GnuPG: fields, connection test, key
+generation, dry-run count, start, and the messages on the server are encrypted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import keyring.backend
+import pytest
+from imapcrypt_ui.app import TrayApp
+from imapcrypt_ui.wizard import PRESETS, SetupWizard
+from pytestqt.qtbot import QtBot
+
+from imapcrypt import envelope
+from imapcrypt.config import load_config
+from imapcrypt.openpgp import GnuPG
+from tests.fixtures.corpus import varied_seeds
+from tests.fixtures.engine import Rig
+from tests.fixtures.mailbox import Mailbox
+from tests.test_keys import make_home, remove_home
+
+WAIT_MS = 30_000
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """An OS keyring stand-in that keeps secrets in this process only."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.secrets.pop((service, username), None)
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[MemoryKeyring]:
+    before = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(before)
+
+
+@pytest.fixture
+def empty_gnupg() -> Iterator[GnuPG]:
+    gpg = make_home("icwiz-")
+    yield gpg
+    remove_home(gpg)
+
+
+def _all_ours(mailbox: Mailbox) -> bool:
+    state = mailbox.state()
+    return bool(state) and all(envelope.classify(m.body) is envelope.Kind.OURS for m in state)
+
+
+def test_presets_fill_the_server(qtbot: QtBot, tmp_path: Path) -> None:
+    wizard = SetupWizard(tmp_path / "c.toml", lambda config, backlog: None, tmp_path)
+    qtbot.addWidget(wizard)
+    page = wizard.account_page
+    assert set(PRESETS) == {"Gmail", "Fastmail", "Outlook", "iCloud", "Yahoo"}
+    page.provider.setCurrentText("iCloud")
+    assert page.host.text() == "imap.mail.me.com"
+    assert page.port.value() == 993
+    assert "app-specific password" in page.note.text()
+    page.provider.setCurrentText("Gmail")
+    assert page.host.text() == "imap.gmail.com"
+    assert "app password" in page.note.text()
+
+
+def test_wizard_end_to_end(
+    qtbot: QtBot, rig: Rig, memory_keyring: MemoryKeyring, empty_gnupg: GnuPG, tmp_path: Path
+) -> None:
+    seeds = varied_seeds(7)
+    rig.mailbox.seed(seeds)
+    config_path = tmp_path / "config" / "config.toml"
+    app = TrayApp(config_path, data_dir=tmp_path / "data", gnupg_home=empty_gnupg.home, use_tray=False)
+    app.start()
+    wizard = app.wizard
+    assert wizard is not None
+    assert wizard.isVisible()
+    qtbot.addWidget(wizard)
+
+    # 1. The account.
+    page = wizard.account_page
+    page.provider.setCurrentText("Other provider")
+    assert not wizard.button(wizard.WizardButton.NextButton).isEnabled()
+    page.address.setText(rig.mailbox.user)
+    page.password.setText(rig.mailbox.password)
+    page.host.setText("127.0.0.1")
+    page.port.setValue(rig.mailbox.port)
+    page.security.setCurrentText("plain")
+    assert wizard.button(wizard.WizardButton.NextButton).isEnabled()
+    wizard.next()
+
+    # 2. The connection test: doctor's checks, listed.
+    connection = wizard.connection_page
+    assert wizard.currentPage() is connection
+    with qtbot.waitSignal(connection.tested, timeout=WAIT_MS):
+        connection.test_button.click()
+    lines = [connection.results.item(i).text() for i in range(connection.results.count())]
+    assert any(line.startswith("✔  login:") for line in lines), lines
+    assert any("UIDPLUS" in line for line in lines)
+    assert not any(line.startswith("✘") for line in lines), lines
+    assert connection.isComplete()
+    assert "INBOX" in wizard.model.folders_found
+    wizard.next()
+
+    # 3. A new key with a passphrase and a backup; it passes the self-test.
+    key = wizard.key_page
+    backup = tmp_path / "secret-key.asc"
+    key.passphrase.setText("correct horse battery")
+    key.repeat.setText("correct horse battery")
+    key.backup.setText(str(backup))
+    with qtbot.waitSignal(key.key_ready, timeout=WAIT_MS):
+        key.generate.click()
+    assert b"BEGIN PGP PRIVATE KEY BLOCK" in backup.read_bytes()
+    assert backup.stat().st_mode & 0o777 == 0o600
+    wizard.next()
+
+    # 4. Folders from the server; 5. the policy.
+    assert wizard.folders_page.chosen() == ("INBOX",)
+    wizard.next()
+    wizard.policy_page.grace.setValue(0)
+    wizard.next()
+
+    # 6. The dry run counts and changes nothing.
+    before = rig.mailbox.state()
+    dry = wizard.dry_run_page
+    qtbot.waitUntil(lambda: dry.done, timeout=WAIT_MS)
+    assert dry.count.text().startswith("7 would be encrypted, 0 are already encrypted")
+    assert rig.mailbox.state() == before
+    config = load_config(config_path)
+    account = config.account(None)
+    assert account.recipients == (key.fingerprint,)
+    assert account.password_command is None
+    assert rig.mailbox.password not in config_path.read_text()
+    assert memory_keyring.secrets[("imapcrypt", account.keyring_user)] == rig.mailbox.password
+    wizard.next()
+
+    # 7. Start, existing mail too: the tray's worker encrypts it, with progress.
+    start = wizard.start_page
+    assert start.existing.isChecked()
+    start.start_button.click()
+    qtbot.waitUntil(lambda: _all_ours(rig.mailbox), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: start.progress.value() == 7, timeout=WAIT_MS)
+    assert len(rig.mailbox.state()) == 7
+    qtbot.waitUntil(lambda: app.tray.state == "idle", timeout=WAIT_MS)
+    with qtbot.waitSignal(app.controller.stopped, timeout=WAIT_MS):
+        app.quit()
