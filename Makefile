@@ -27,6 +27,9 @@ lint:
 
 typecheck:
 	$(BIN)/mypy --strict imapcrypt
+	@# ui/ installs as imapcrypt_ui (package-dir): show mypy the package under that name.
+	@mkdir -p build/mypy && ln -sfn ../../ui build/mypy/imapcrypt_ui
+	MYPYPATH=build/mypy $(BIN)/mypy --strict -p imapcrypt_ui
 
 unit:
 	$(BIN)/pytest $(PYTEST_ARGS)
