@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import email.parser
 import email.policy
-import hashlib
 import logging
 import os
 import threading
@@ -452,11 +451,7 @@ class Engine:
         if direction == "restore" or self.account.verify == "hash":
             stored = self.session.fetch_bodies(sorted(verified.values()))
             copies = {p.info.uid: p.copy for p in prepared}
-            verified = {
-                src: uid
-                for src, uid in verified.items()
-                if hashlib.sha256(stored.get(uid, b"")).digest() == hashlib.sha256(copies[src]).digest()
-            }
+            verified = {src: uid for src, uid in verified.items() if stored.get(uid) == copies[src]}
         return verified
 
     def _done(self, folder: str, direction: Direction, src: int, new: int, size: int) -> None:
