@@ -274,6 +274,7 @@ class AccountWorker:
         self._queue(self.account.folders, backlog=False)
         with open_account(self.config, self.account, self.events) as opened:
             self._engine = opened.engine
+            opened.session.sleep = self._throttle_pause
             if self._stop.is_set():
                 opened.engine.stopping.set()
             watchers: list[FolderWatcher] = []
@@ -292,6 +293,11 @@ class AccountWorker:
                 for watcher in watchers:
                     watcher.stop()
                 self._engine = None
+
+    def _throttle_pause(self, seconds: float) -> None:
+        """The session's wait before retrying a throttled command; a stop cuts it short."""
+        if self._stop.wait(seconds):
+            raise TransientError("stopping while the server throttles", "the next run goes on")
 
     def _loop(
         self, session: Session, engine: Engine, watchers: list[FolderWatcher], polled: list[str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import pytest
 
 from imapcrypt.api import open_journal, open_session
 from imapcrypt.config import parse_config
+from imapcrypt.daemon import AccountWorker, StateChange, WorkerState
 from imapcrypt.engine import Engine
 from imapcrypt.errors import ConfigError, CredentialsError, ImapcryptError, QuotaError, TransientError
 from imapcrypt.events import MessageDone, Progress
@@ -24,6 +26,7 @@ from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig
 from tests.fixtures.gmail_server import OVERQUOTA, GmailServer, gmail_mailbox_on
 from tests.fixtures.gnupg_home import GnupgHome
+from tests.fixtures.waiting import wait_for
 from tests.test_gmail import ALL_MAIL, gmail_account
 
 A_NOON = dt.datetime(2031, 5, 6, 12, 0, tzinfo=dt.UTC).timestamp()
@@ -234,3 +237,30 @@ def test_gmail_config_keys_are_checked(tmp_path: Path) -> None:
         parse_config(base + "max_connections = 0\n", tmp_path / "c.toml")
     with pytest.raises(ConfigError, match=r"unknown key account\[0\]\.daily_upload"):
         parse_config(base + "daily_upload = 3\n", tmp_path / "c.toml")
+
+
+def test_a_stop_during_a_throttle_pause_returns_at_once(gmail_rig: Rig) -> None:
+    seeds = varied_seeds(2, seed=57)
+    gmail_rig.mailbox.seed(seeds)
+    account = gmail_account(gmail_rig)
+    account.throttle(1000, commands=("APPEND",))  # every APPEND: the daemon waits 30 s, then 2 min...
+    states: list[WorkerState] = []
+
+    class Events:
+        def on_progress(self, progress: Progress) -> None: ...
+        def on_message_done(self, done: MessageDone) -> None: ...
+        def on_error(self, error: ImapcryptError) -> None: ...
+        def on_state(self, change: StateChange) -> None:
+            states.append(change.state)
+
+    worker = AccountWorker(gmail_rig.config(), gmail_rig.account, Events())
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    seeded = account.command_log.count("APPEND")
+    wait_for(lambda: account.command_log.count("APPEND") > seeded, timeout=30, what="a throttled APPEND")
+    worker.stop()
+    thread.join(10)  # far below the 30 s pause the server asked for
+    assert not thread.is_alive()
+    assert WorkerState.WORKING in states
+    assert states[-1] is WorkerState.STOPPED
+    assert_exactly_once(gmail_rig, seeds, folder=ALL_MAIL)
