@@ -1,6 +1,6 @@
 """Settings: everything the wizard set, editable, plus autostart at login.
 
-Saving writes the configuration (see config_file) and, if a new password was typed, the OS keyring;
+Saving writes the configuration (see imapcrypt.config_write) and, if a new password was typed, the OS keyring;
 the tray then restarts the workers with the new settings.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from imapcrypt_ui import config_file
 from imapcrypt_ui.qt import (
     QCheckBox,
     QComboBox,
@@ -24,7 +23,7 @@ from imapcrypt_ui.qt import (
     QWidget,
 )
 
-from imapcrypt import autostart
+from imapcrypt import autostart, config_write
 from imapcrypt.config import Account, Config
 from imapcrypt.errors import ImapcryptError
 from imapcrypt.secrets import store_account_password
@@ -137,7 +136,7 @@ class SettingsDialog(QDialog):
         """Write the settings and the autostart entry; errors are shown with their fix."""
         try:
             account = self.edited()
-            config = config_file.save(config_file.with_account(self.config, account))
+            config = config_write.save(config_write.with_account(self.config, account))
             if self.password.text():
                 store_account_password(account, self.password.text())
             if self.autostart.isChecked():

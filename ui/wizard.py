@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imapcrypt_ui import config_file
 from imapcrypt_ui.qt import (
     QButtonGroup,
     QCheckBox,
@@ -40,63 +39,18 @@ from imapcrypt_ui.qt import (
 )
 from imapcrypt_ui.tasks import run_task
 
-from imapcrypt import doctor, keys
+from imapcrypt import config_write, doctor, keys
 from imapcrypt.api import open_account
 from imapcrypt.config import Account, Config, Security, default_data_dir, load_config
 from imapcrypt.doctor import Check
 from imapcrypt.errors import ConfigError, ImapcryptError
 from imapcrypt.events import Progress
 from imapcrypt.openpgp import GnuPG
+from imapcrypt.providers import PRESETS
 from imapcrypt.secrets import store_account_password
 from imapcrypt.selftest import confirm_secret_elsewhere, record_self_test, self_test
 from imapcrypt.session import connect
 
-
-@dataclass(frozen=True)
-class Preset:
-    """A provider's IMAP server and what the user must know to log in."""
-
-    host: str
-    port: int
-    security: Security
-    note: str
-
-
-PRESETS: dict[str, Preset] = {
-    "Gmail": Preset(
-        "imap.gmail.com",
-        993,
-        "tls",
-        "Gmail needs an app password: Google Account → Security → 2-Step Verification → App passwords. "
-        "Your normal password will be refused.",
-    ),
-    "Fastmail": Preset(
-        "imap.fastmail.com",
-        993,
-        "tls",
-        "Fastmail needs an app password: Settings → Privacy & Security → Manage app passwords.",
-    ),
-    "Outlook": Preset(
-        "outlook.office365.com",
-        993,
-        "tls",
-        "Outlook.com and Microsoft 365 often allow IMAP only with OAuth2: where app passwords are "
-        "allowed, create one (Security → Advanced security options); otherwise set a token command.",
-    ),
-    "iCloud": Preset(
-        "imap.mail.me.com",
-        993,
-        "tls",
-        "iCloud needs an app-specific password: appleid.apple.com → Sign-In and Security. "
-        "The user name is your iCloud address.",
-    ),
-    "Yahoo": Preset(
-        "imap.mail.yahoo.com",
-        993,
-        "tls",
-        "Yahoo needs an app password: Account info → Account security → Generate app password.",
-    ),
-}
 CUSTOM = "Other provider"
 SERVER_CHECKS_EXCLUDED = ("recipient", "self-test", "journal")
 
@@ -145,7 +99,7 @@ class WizardModel:
         except ConfigError:
             existing = Config(self.config_path, self.gnupg_home, self.data_dir)
         base = dataclasses.replace(existing, gnupg_home=self.gnupg_home, data_dir=self.data_dir)
-        return config_file.with_account(base, self.account())
+        return config_write.with_account(base, self.account())
 
     def password_source(self) -> Callable[[], str]:
         """The password as typed (for the connection test, before anything is stored)."""
@@ -562,7 +516,7 @@ class DryRunPage(QWizardPage):
         self.count.setText("Saving the settings and counting the mail (nothing is changed)…")
         model = self.model
         try:
-            config = config_file.save(model.config())
+            config = config_write.save(model.config())
             account = config.account(model.account().name)
             if not account.password_command:
                 store_account_password(account, model.password)
