@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from imapcrypt import envelope, openpgp
@@ -32,8 +32,10 @@ from imapcrypt.session import FolderStatus, MessageInfo, Session
 
 log = logging.getLogger(__name__)
 
-# Bodies fetched and held at once: bounds memory whatever the mailbox holds.
+# Bodies fetched and held at once: bounds memory whatever the mailbox holds. Encryption runs one group
+# ahead of storing, so two groups (each at most half of this) are in memory at a time.
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
+GROUP_BYTES = MAX_BYTES_IN_FLIGHT // 2
 VERIFY_FIELDS = (envelope.MARKER_HEADER, "Content-Type")
 _header_parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
 
@@ -100,6 +102,38 @@ def _armored(encrypted: bytes) -> bytes:
 def _is_encrypted_copy(headers: bytes) -> bool:
     content_type = _header_parser.parsebytes(headers).get_content_type()
     return content_type == "multipart/encrypted"
+
+
+@dataclass(frozen=True)
+class _Sealing:
+    """A group whose bodies are being sealed on the worker pool."""
+
+    group: list[MessageInfo]
+    present: list[MessageInfo]
+    futures: list[Future[envelope.Sealed | ImapcryptError | None]]
+
+
+class _Watermark:
+    """Moves a folder's watermark over the longest run of handled UIDs from the start of `uids`.
+
+    A UID that is not handled (too young, failed, still being sealed) holds it there: the watermark
+    never passes a message that needs more work.
+    """
+
+    def __init__(self, journal: Journal, folder: str, uids: Sequence[int], enabled: bool) -> None:
+        self.journal = journal
+        self.folder = folder
+        self.uids = uids
+        self.enabled = enabled
+        self.next = 0
+
+    def advance(self, handled: set[int]) -> None:
+        """Move up over every UID now handled, in order."""
+        start = self.next
+        while self.next < len(self.uids) and self.uids[self.next] in handled:
+            self.next += 1
+        if self.enabled and self.next > start:
+            self.journal.advance_watermark(self.folder, self.uids[self.next - 1])
 
 
 class Engine:
@@ -221,7 +255,11 @@ class Engine:
 
     # -- encrypting -----------------------------------------------------------------------------------
     def encrypt_folder(self, folder: str, backlog: bool = False, dry_run: bool = False) -> FolderReport:
-        """Encrypt the folder's new mail (or, for `backlog`, all of it). A dry run only counts."""
+        """Encrypt the folder's new mail (or, for `backlog`, all of it). A dry run only counts.
+
+        GnuPG seals one group of messages while the previous group is stored, verified and deleted,
+        so the server's round trips and the encryption overlap.
+        """
         report = FolderReport(folder)
         try:
             status, report.recovered = self.open_folder(folder)
@@ -229,17 +267,24 @@ class Engine:
             uids = self.session.uids_above(start)
             report.candidates = len(uids)
             meter = RateMeter(self.account.name, folder, len(uids))
-            contiguous = True
+            handled: set[int] = set()
+            mark = _Watermark(self.journal, folder, uids, enabled=not dry_run)
+            sealing: _Sealing | None = None
             for batch in _chunks(uids, self.account.batch_size):
                 if self.stopping.is_set():
                     break
-                handled = self._encrypt_batch(status, batch, report, dry_run)
-                for uid in batch:
-                    if uid not in handled:
-                        contiguous = False
-                    if contiguous and not dry_run:
-                        self.journal.advance_watermark(folder, uid)
+                done, groups = self._classify_batch(status, batch, report, dry_run)
+                handled |= done
+                for group in groups:
+                    started = self._start_sealing(group)
+                    if sealing is not None:
+                        handled |= self._finish_sealing(status, sealing, report)
+                    sealing = started
+                mark.advance(handled)
                 self.events.on_progress(meter.advance(len(batch)))
+            if sealing is not None:
+                handled |= self._finish_sealing(status, sealing, report)
+                mark.advance(handled)
         except ImapcryptError as exc:
             if not dry_run:
                 self.journal.note_run(folder, report.waiting, str(exc))
@@ -248,10 +293,11 @@ class Engine:
             self.journal.note_run(folder, report.waiting + report.too_young + report.failed, None)
         return report
 
-    def _encrypt_batch(
+    def _classify_batch(
         self, status: FolderStatus, batch: Sequence[int], report: FolderReport, dry_run: bool
-    ) -> set[int]:
-        """Handle one batch of UIDs; the set returned holds those that need no more work."""
+    ) -> tuple[set[int], list[list[MessageInfo]]]:
+        """Sort one batch of UIDs out from their headers: the UIDs that need no more work, and the
+        messages to encrypt in groups of at most GROUP_BYTES."""
         infos = self.session.fetch_info(batch, envelope.CLASSIFY_HEADERS)
         handled = {uid for uid in batch if uid not in infos}  # expunged meanwhile
         youngest = self.clock() - self.account.grace_minutes * 60
@@ -277,27 +323,30 @@ class Engine:
                 todo.append(info)
         if dry_run:
             report.would_encrypt += len(todo)
-            return handled
+            return handled, []
         if todo:
             refusal = self.remover.refusal(self.session, status.name, [i.uid for i in todo])
             if refusal:
                 report.waiting += len(todo)
                 self.events.on_error(ServerError(f"not encrypting now: {refusal}", "it will be retried"))
-                return handled
-        for group in _by_bytes(todo, MAX_BYTES_IN_FLIGHT):
-            handled |= self._encrypt_group(status, group, report)
-        return handled
+                return handled, []
+        return handled, list(_by_bytes(todo, GROUP_BYTES))
 
-    def _encrypt_group(
-        self, status: FolderStatus, group: list[MessageInfo], report: FolderReport
-    ) -> set[int]:
+    def _start_sealing(self, group: list[MessageInfo]) -> _Sealing:
+        """Fetch a group's bodies and hand them to the worker pool; returns at once."""
         bodies = self.session.fetch_bodies([i.uid for i in group])
         present = [info for info in group if info.uid in bodies]
-        handled = {info.uid for info in group if info.uid not in bodies}
-        sealed = self._pool.map(lambda info: self._seal(info, bodies.pop(info.uid)), present)
+        futures = [self._pool.submit(self._seal, info, bodies.pop(info.uid)) for info in present]
+        return _Sealing(group, present, futures)
+
+    def _finish_sealing(self, status: FolderStatus, sealing: _Sealing, report: FolderReport) -> set[int]:
+        """Wait for a group's sealed copies and store them; the UIDs that need no more work."""
+        present_uids = {info.uid for info in sealing.present}
+        handled = {info.uid for info in sealing.group if info.uid not in present_uids}  # expunged meanwhile
         prepared: list[_Prepared] = []
         limit = self.session.append_limit
-        for info, result in zip(present, sealed, strict=True):
+        for info, future in zip(sealing.present, sealing.futures, strict=True):
+            result = future.result()
             if isinstance(result, envelope.Sealed) and limit is not None and len(result.message) > limit:
                 # Skipped whole, before any intent: the original stays as it is, and says why.
                 report.too_large += 1
@@ -317,9 +366,9 @@ class Engine:
             else:
                 report.failed += 1
                 self.events.on_error(result)
-        handled |= self._store(status, prepared, "encrypt")
-        report.encrypted += sum(1 for p in prepared if p.info.uid in handled)
-        return handled
+        stored = self._store(status, prepared, "encrypt")
+        report.encrypted += len(stored)
+        return handled | stored
 
     def _seal(self, info: MessageInfo, raw: bytes) -> envelope.Sealed | ImapcryptError | None:
         """Runs on the worker pool: seal one message; None when its body shows the sender encrypted it.
@@ -493,7 +542,7 @@ class Engine:
                 refusal = self.remover.refusal(self.session, folder, [i.uid for i in ours])
                 if refusal:
                     raise ServerError(f"not rewriting encrypted mail now: {refusal}", "try again later")
-            for group in _by_bytes(ours, MAX_BYTES_IN_FLIGHT):
+            for group in _by_bytes(ours, GROUP_BYTES):
                 done = self._rewrite_group(status, group, passphrase, current, report)
                 if reencrypt:
                     report.encrypted += done
