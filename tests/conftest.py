@@ -15,6 +15,8 @@ pytest_plugins = [
     "tests.fixtures.proxy",
     "tests.fixtures.tls",
     "tests.fixtures.engine",
+    "tests.fixtures.keys",
+    "tests.fixtures.keyrings",
     "tests.fixtures.gmail_server",
 ]
 

@@ -21,9 +21,10 @@ from imapcrypt.journal import Journal
 from imapcrypt.openpgp import GnuPG
 from imapcrypt.selftest import confirm_secret_elsewhere
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities
+from tests.fixtures.keyrings import MemoryKeyring
+from tests.fixtures.keys import make_home, remove_home
 from tests.fixtures.mailbox import Mailbox
 from tests.fixtures.tls import TlsDovecot
-from tests.test_keys import make_home, remove_home
 
 
 @pytest.fixture(scope="module")
@@ -193,28 +194,7 @@ def test_plaintext_keyring_warns_and_a_working_one_passes() -> None:
     assert "unencrypted" in plaintext.detail
     check = check_keyring(MemoryKeyring())
     assert check.status == "OK", check.line()
-    assert check.detail == f"{__name__}.MemoryKeyring"
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """A keyring backend that keeps entries in memory: what a working Secret Service looks like to
-    imapcrypt, without touching the developer's own keyring."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.entries.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[service, username] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self.entries.pop((service, username), None) is None:
-            raise keyring.errors.PasswordDeleteError(username)
+    assert check.detail == "tests.fixtures.keyrings.MemoryKeyring"
 
 
 class PlaintextKeyring(MemoryKeyring):

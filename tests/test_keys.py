@@ -1,21 +1,16 @@
 """Keys (DESIGN §5) with real GnuPG: generation without AEAD, the recipient checks, import, backup,
 revocation and the self-test.
 
-Unfit keys are made once per session in a "factory" home with the gpg command line (gpg refuses to
-make some of them through imapcrypt, which is the point) and exported; each test imports what it
-needs into a fresh home.
+Unfit keys are made once per session in a scratch home (tests/fixtures/keys.py) with the gpg command
+line (gpg refuses to make some of them through imapcrypt, which is the point) and exported; each test
+imports what it needs into a fresh home.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,126 +20,14 @@ from imapcrypt.errors import CredentialsError, ImapcryptError, RecipientKeyError
 from imapcrypt.keycheck import check_recipient, require_recipients
 from imapcrypt.openpgp import GnuPG
 from imapcrypt.selftest import self_test
-
-PASSPHRASE = "correct horse battery staple"
-NOW = dt.datetime.now(dt.UTC)
-
-
-def make_home(prefix: str = "ick-") -> GnuPG:
-    """A short-pathed empty GnuPG home (agent sockets must fit in 108 bytes).
-
-    The agent protects secret keys with fewer S2K rounds than its calibrated default: the same code
-    path, a hundred times faster (about 1.3 s per protected key otherwise).
-    """
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o700)
-    (path / "gpg-agent.conf").write_text("s2k-count 65536\n")
-    return GnuPG(path)
-
-
-def remove_home(gpg: GnuPG) -> None:
-    """Stop the home's agent and delete it."""
-    subprocess.run(
-        ["gpgconf", "--kill", "all"],
-        check=False,
-        capture_output=True,
-        env={**os.environ, "GNUPGHOME": str(gpg.home)},
-    )
-    shutil.rmtree(gpg.home, ignore_errors=True)
-
-
-def forget_cached_passphrases(gpg: GnuPG) -> None:
-    """Make the agent forget passphrases it cached, so a wrong one is really tried."""
-    subprocess.run(
-        ["gpgconf", "--reload", "gpg-agent"],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "GNUPGHOME": str(gpg.home)},
-    )
-
-
-def gpg_cli(gpg: GnuPG, *args: str, data: bytes = b"") -> bytes:
-    """The gpg command line in a home, for what tests set up behind imapcrypt's back."""
-    done = subprocess.run(
-        ["gpg", "--homedir", str(gpg.home), "--batch", "--yes", "--passphrase", "", *args],
-        input=data,
-        capture_output=True,
-        check=True,
-    )
-    return done.stdout
-
-
-def fingerprint_of(gpg: GnuPG, uid: str) -> str:
-    listing = gpg_cli(gpg, "--with-colons", "--list-keys", uid).decode()
-    return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
-
-
-@dataclass(frozen=True)
-class Specimen:
-    """An exported key made to fail (or pass) one check."""
-
-    fingerprint: str
-    public: bytes
-    secret: bytes
-
-
-def make_specimens(gpg: GnuPG) -> dict[str, Specimen]:
-    """Keys that fail exactly one check each, and a good one, made in `gpg` and exported."""
-    made: dict[str, Specimen] = {}
-
-    def gen(name: str, *args: str, algo: str = "", faked: str = "") -> str:
-        options = ["--default-new-key-algo", algo] if algo else []
-        options += ["--faked-system-time", faked] if faked else []
-        gpg_cli(gpg, *options, "--quick-gen-key", f"{name} <{name}@example.org>", *args)
-        return fingerprint_of(gpg, f"{name}@example.org")
-
-    def keep(name: str, fingerprint: str) -> None:
-        made[name] = Specimen(
-            fingerprint,
-            gpg_cli(gpg, "--armor", "--export", fingerprint),
-            gpg_cli(gpg, "--pinentry-mode", "loopback", "--armor", "--export-secret-keys", fingerprint),
-        )
-
-    keep("good", gen("good", "future-default", "default", "never"))
-    keep("weak", gen("weak", "default", "default", "never", algo="rsa1024/cert,sign+rsa1024/encr"))
-    keep("signonly", gen("signonly", "ed25519", "sign", "never"))
-    dsa = gen("dsa", "dsa1024", "sign", "never")
-    gpg_cli(gpg, "--quick-add-key", dsa, "elg2048", "encr", "never")
-    keep("dsa", dsa)
-    elg = gen("elg", "dsa2048", "sign", "never")
-    gpg_cli(gpg, "--quick-add-key", elg, "elg1024", "encr", "never")
-    keep("elg", elg)
-    keep("soon", gen("soon", "future-default", "default", "10d"))
-    # Expired for real: made in 2020 with a validity of one day.
-    keep("expired", gen("expired", "future-default", "default", "1d", faked="20200101T000000!"))
-    revoked = gen("revoked", "future-default", "default", "never")
-    keep("before-revocation", revoked)
-    certificate = (gpg.home / "openpgp-revocs.d" / f"{revoked}.rev").read_bytes()
-    gpg_cli(gpg, "--import", data=certificate.replace(b":-----BEGIN", b"-----BEGIN"))
-    keep("revoked", revoked)
-    sub_expired = gen("subexpired", "ed25519", "cert,sign", "never", faked="20200101T000000!")
-    gpg_cli(
-        gpg,
-        "--faked-system-time",
-        "20200101T000000!",
-        "--quick-add-key",
-        sub_expired,
-        "cv25519",
-        "encr",
-        "1d",
-    )
-    keep("subexpired", sub_expired)
-    return made
-
-
-@pytest.fixture(scope="session")
-def factory() -> Iterator[dict[str, Specimen]]:
-    """The specimens, made once per session in a scratch home."""
-    gpg = make_home("ickf-")
-    try:
-        yield make_specimens(gpg)
-    finally:  # also when making them failed: no agent left running
-        remove_home(gpg)
+from tests.fixtures.keys import (
+    PASSPHRASE,
+    Specimen,
+    forget_cached_passphrases,
+    gpg_cli,
+    make_home,
+    remove_home,
+)
 
 
 @pytest.fixture
@@ -163,6 +46,9 @@ def generated() -> Iterator[tuple[GnuPG, keys.KeyInfo]]:
         yield gpg, keys.generate_key(gpg, "Alice <alice@example.org>", PASSPHRASE)
     finally:
         remove_home(gpg)
+
+
+NOW = dt.datetime.now(dt.UTC)
 
 
 def packets(gpg: GnuPG, data: bytes) -> str:
@@ -232,9 +118,9 @@ def test_unknown_algorithm_is_refused_before_gpg_runs(home: GnuPG) -> None:
     ],
 )
 def test_unfit_key_is_refused_at_import_with_its_reason(
-    home: GnuPG, factory: dict[str, Specimen], name: str, reason: str
+    home: GnuPG, key_specimens: dict[str, Specimen], name: str, reason: str
 ) -> None:
-    specimen = factory[name]
+    specimen = key_specimens[name]
     with pytest.raises(RecipientKeyError, match=re.escape(reason)) as caught:
         keys.import_keys(home, specimen.public)
     assert specimen.fingerprint in caught.value.message
@@ -252,20 +138,20 @@ def test_unfit_key_is_refused_at_import_with_its_reason(
     ],
 )
 def test_unfit_key_already_in_the_home_is_refused_at_run_start(
-    home: GnuPG, factory: dict[str, Specimen], name: str, reason: str
+    home: GnuPG, key_specimens: dict[str, Specimen], name: str, reason: str
 ) -> None:
-    specimen = factory[name]
-    keys.import_keys(home, factory["good"].public)
+    specimen = key_specimens[name]
+    keys.import_keys(home, key_specimens["good"].public)
     gpg_cli(home, "--import", data=specimen.public)  # behind imapcrypt's back
     health = check_recipient(home, specimen.fingerprint)
     assert not health.ok
     assert any(reason in problem for problem in health.problems)
     with pytest.raises(RecipientKeyError, match=f"{specimen.fingerprint}: .*{reason}"):
-        require_recipients(home, [factory["good"].fingerprint, specimen.fingerprint])
+        require_recipients(home, [key_specimens["good"].fingerprint, specimen.fingerprint])
 
 
-def test_expiry_is_judged_at_the_given_time(home: GnuPG, factory: dict[str, Specimen]) -> None:
-    soon = factory["soon"]
+def test_expiry_is_judged_at_the_given_time(home: GnuPG, key_specimens: dict[str, Specimen]) -> None:
+    soon = key_specimens["soon"]
     keys.import_keys(home, soon.public)
     today = check_recipient(home, soon.fingerprint, now=NOW)
     assert today.ok
@@ -278,8 +164,8 @@ def test_expiry_is_judged_at_the_given_time(home: GnuPG, factory: dict[str, Spec
     assert long_ago.warnings == ()
 
 
-def test_good_key_imports_public_only_and_passes(home: GnuPG, factory: dict[str, Specimen]) -> None:
-    good = factory["good"]
+def test_good_key_imports_public_only_and_passes(home: GnuPG, key_specimens: dict[str, Specimen]) -> None:
+    good = key_specimens["good"]
     [info] = keys.import_keys(home, good.secret, public_only=True)
     assert info.fingerprint == good.fingerprint
     assert not info.has_secret
@@ -290,26 +176,26 @@ def test_good_key_imports_public_only_and_passes(home: GnuPG, factory: dict[str,
     assert result.needs_confirmation
 
 
-def test_unknown_and_missing_recipients_are_refused(home: GnuPG, factory: dict[str, Specimen]) -> None:
+def test_unknown_and_missing_recipients_are_refused(home: GnuPG, key_specimens: dict[str, Specimen]) -> None:
     with pytest.raises(RecipientKeyError, match=r"no key .* in the GnuPG home"):
-        require_recipients(home, [factory["good"].fingerprint])
+        require_recipients(home, [key_specimens["good"].fingerprint])
     with pytest.raises(RecipientKeyError, match="no recipient key configured"):
         require_recipients(home, [])
     with pytest.raises(RecipientKeyError, match="not a full key fingerprint"):
         check_recipient(home, "ABCD")
 
 
-def test_one_unfit_key_refuses_the_whole_import(home: GnuPG, factory: dict[str, Specimen]) -> None:
+def test_one_unfit_key_refuses_the_whole_import(home: GnuPG, key_specimens: dict[str, Specimen]) -> None:
     with pytest.raises(RecipientKeyError, match="DSA below"):
-        keys.import_keys(home, factory["good"].public + factory["dsa"].public)
+        keys.import_keys(home, key_specimens["good"].public + key_specimens["dsa"].public)
     assert keys.list_keys(home) == []
 
 
 def test_revocation_of_a_present_key_is_applied_even_though_the_import_is_refused(
-    home: GnuPG, factory: dict[str, Specimen]
+    home: GnuPG, key_specimens: dict[str, Specimen]
 ) -> None:
-    revoked = factory["revoked"]
-    keys.import_keys(home, factory["before-revocation"].public)
+    revoked = key_specimens["revoked"]
+    keys.import_keys(home, key_specimens["before-revocation"].public)
     assert check_recipient(home, revoked.fingerprint).ok
     with pytest.raises(RecipientKeyError, match="revoked"):
         keys.import_keys(home, revoked.public)
@@ -317,9 +203,9 @@ def test_revocation_of_a_present_key_is_applied_even_though_the_import_is_refuse
 
 
 def test_expired_secret_key_imports_for_reading_but_never_as_recipient(
-    home: GnuPG, factory: dict[str, Specimen]
+    home: GnuPG, key_specimens: dict[str, Specimen]
 ) -> None:
-    expired = factory["expired"]
+    expired = key_specimens["expired"]
     with pytest.raises(RecipientKeyError, match="expired"):
         keys.import_keys(home, expired.secret)
     [info] = keys.import_keys(home, expired.secret, for_reading=True)
@@ -380,10 +266,10 @@ def test_revoke_without_certificate_makes_one_from_the_secret_key(home: GnuPG) -
     assert keys.find_key(home, info.fingerprint).revoked
 
 
-def test_revoke_public_only_key_needs_a_certificate(home: GnuPG, factory: dict[str, Specimen]) -> None:
-    keys.import_keys(home, factory["good"].public)
+def test_revoke_public_only_key_needs_a_certificate(home: GnuPG, key_specimens: dict[str, Specimen]) -> None:
+    keys.import_keys(home, key_specimens["good"].public)
     with pytest.raises(RecipientKeyError, match="no revocation certificate"):
-        keys.revoke(home, factory["good"].fingerprint)
+        keys.revoke(home, key_specimens["good"].fingerprint)
 
 
 # -- self-test --------------------------------------------------------------------------------------
@@ -404,10 +290,12 @@ def test_self_test_decrypts_with_the_passphrase_and_fails_without(
     assert right.decrypted == (info.fingerprint,)
 
 
-def test_self_test_reports_a_recipient_that_cannot_encrypt(home: GnuPG, factory: dict[str, Specimen]) -> None:
-    gpg_cli(home, "--import", data=factory["signonly"].public)
-    keys.import_keys(home, factory["good"].secret)
-    result = self_test(home, [factory["good"].fingerprint, factory["signonly"].fingerprint], "")
+def test_self_test_reports_a_recipient_that_cannot_encrypt(
+    home: GnuPG, key_specimens: dict[str, Specimen]
+) -> None:
+    gpg_cli(home, "--import", data=key_specimens["signonly"].public)
+    keys.import_keys(home, key_specimens["good"].secret)
+    result = self_test(home, [key_specimens["good"].fingerprint, key_specimens["signonly"].fingerprint], "")
     assert not result.passed
-    assert result.decrypted == (factory["good"].fingerprint,)
-    assert [p.split(":")[0] for p in result.problems] == [factory["signonly"].fingerprint]
+    assert result.decrypted == (key_specimens["good"].fingerprint,)
+    assert [p.split(":")[0] for p in result.problems] == [key_specimens["signonly"].fingerprint]

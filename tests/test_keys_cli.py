@@ -7,8 +7,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import keyring
-import keyring.backend
 import pytest
 
 from imapcrypt import cli, cli_keys, keys
@@ -17,8 +15,8 @@ from imapcrypt.errors import CredentialsError, ImapcryptError, RecipientKeyError
 from imapcrypt.openpgp import GnuPG
 from imapcrypt.secrets import remembered_passphrase
 from imapcrypt.selftest import proven_keys, require_self_test
-from tests.test_doctor import MemoryKeyring
-from tests.test_keys import PASSPHRASE, Specimen, make_home, make_specimens, remove_home
+from tests.fixtures.keyrings import MemoryKeyring
+from tests.fixtures.keys import PASSPHRASE, Specimen, make_home, remove_home
 
 PLACEHOLDER = "0" * 40
 
@@ -35,26 +33,6 @@ def setup(tmp_path: Path) -> Iterator[tuple[Path, GnuPG]]:
     )
     yield path, gpg
     remove_home(gpg)
-
-
-@pytest.fixture(scope="module")
-def factory() -> Iterator[dict[str, Specimen]]:
-    """Good and unfit keys (tests/test_keys.py makes the same for its own tests)."""
-    gpg = make_home("ickf-")
-    try:
-        yield make_specimens(gpg)
-    finally:  # also when making them failed: no agent left running
-        remove_home(gpg)
-
-
-@pytest.fixture
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    """A working keyring for one test (never the developer's own)."""
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
 
 
 def passphrase_fd(passphrase: str) -> str:
@@ -151,18 +129,18 @@ def test_rotate_keeps_the_old_key_and_proves_the_new(
 
 
 def test_recipients_add_remove_and_refuse_unfit_keys(
-    setup: tuple[Path, GnuPG], factory: dict[str, Specimen], tmp_path: Path
+    setup: tuple[Path, GnuPG], key_specimens: dict[str, Specimen], tmp_path: Path
 ) -> None:
     config_path, gpg = setup
-    keys.import_keys(gpg, factory["good"].public)
-    good = factory["good"].fingerprint
+    keys.import_keys(gpg, key_specimens["good"].public)
+    good = key_specimens["good"].fingerprint
     assert run(config_path, "keys", "use", good) == 0
     weak_file = tmp_path / "weak.asc"
-    weak_file.write_bytes(factory["weak"].public)
+    weak_file.write_bytes(key_specimens["weak"].public)
     with pytest.raises(RecipientKeyError, match="RSA below 2048"):
         run(config_path, "keys", "import", str(weak_file))
     with pytest.raises(RecipientKeyError, match="no key"):
-        run(config_path, "keys", "add-recipient", factory["weak"].fingerprint)
+        run(config_path, "keys", "add-recipient", key_specimens["weak"].fingerprint)
     escrow = make_home()
     try:
         escrow_key = keys.generate_key(escrow, "Escrow <escrow@example.org>", "")
@@ -178,11 +156,11 @@ def test_recipients_add_remove_and_refuse_unfit_keys(
 
 
 def test_self_test_needs_the_secret_or_the_users_word(
-    setup: tuple[Path, GnuPG], factory: dict[str, Specimen]
+    setup: tuple[Path, GnuPG], key_specimens: dict[str, Specimen]
 ) -> None:
     config_path, gpg = setup
-    keys.import_keys(gpg, factory["good"].public)
-    run(config_path, "keys", "use", factory["good"].fingerprint)
+    keys.import_keys(gpg, key_specimens["good"].public)
+    run(config_path, "keys", "use", key_specimens["good"].fingerprint)
     config = load_config(config_path)
     with pytest.raises(RecipientKeyError, match="no recipient key has passed the self-test"):
         require_self_test(config.data_dir, config.account("me"))

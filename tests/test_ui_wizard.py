@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import keyring
-import keyring.backend
 import pytest
 from imapcrypt_ui.app import TrayApp
 from imapcrypt_ui.wizard import PRESETS, SetupWizard
@@ -18,38 +16,11 @@ from imapcrypt.config import load_config
 from imapcrypt.openpgp import GnuPG
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.engine import Rig
+from tests.fixtures.keyrings import MemoryKeyring
+from tests.fixtures.keys import make_home, remove_home
 from tests.fixtures.mailbox import Mailbox
-from tests.test_keys import make_home, remove_home
 
 WAIT_MS = 30_000
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """An OS keyring stand-in that keeps secrets in this process only."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.secrets.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.secrets[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.secrets.pop((service, username), None)
-
-
-@pytest.fixture
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    before = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(before)
 
 
 @pytest.fixture
@@ -145,7 +116,7 @@ def test_wizard_end_to_end(
     assert account.recipients == (key.fingerprint,)
     assert account.password_command is None
     assert rig.mailbox.password not in config_path.read_text()
-    assert memory_keyring.secrets[("imapcrypt", account.keyring_user)] == rig.mailbox.password
+    assert memory_keyring.entries[("imapcrypt", account.keyring_user)] == rig.mailbox.password
     wizard.next()
 
     # 7. Start, existing mail too: the tray's worker encrypts it, with progress.
