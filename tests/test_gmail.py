@@ -15,11 +15,11 @@ from imapcrypt.headers import HeaderSection
 from imapcrypt.session import CONNECTION_SLOTS, connect
 from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig, opened
-from tests.fixtures.gmail_server import GmailAccount, GmailServer, StoredGmail, gmail_mailbox_on
+from tests.fixtures.gmail_rig import ALL_MAIL, gmail_account, label
+from tests.fixtures.gmail_server import GmailServer, StoredGmail, gmail_mailbox_on
 from tests.fixtures.gnupg_home import GnupgHome
 from tests.fixtures.mailbox import Mailbox, StoredMessage
 
-ALL_MAIL = "[Gmail]/All Mail"
 WATCHED = ("INBOX", "\\All")
 
 
@@ -27,20 +27,6 @@ WATCHED = ("INBOX", "\\All")
 def gmail_rig(gmail_mailbox: Mailbox, gnupg_home: GnupgHome, tmp_path: Path) -> Rig:
     """An account on the Gmail double watching INBOX and \\All, as docs/gmail.md recommends."""
     return make_rig(gmail_mailbox, gnupg_home, tmp_path).with_policy(folders=WATCHED)
-
-
-def gmail_account(rig: Rig) -> GmailAccount:
-    """The double's view of the rig's account."""
-    server = rig.mailbox.server
-    assert isinstance(server, GmailServer)
-    return server.account(rig.mailbox.user)
-
-
-def label(rig: Rig, folder: str, uids: list[int], labels: list[str]) -> None:
-    """Add Gmail labels to messages, as the user would in Gmail's web interface."""
-    with rig.mailbox.client() as client:
-        client.select_folder(folder)
-        client.add_gmail_labels(uids, labels)
 
 
 def originals_by_raw(rig: Rig, stored: list[StoredGmail]) -> dict[bytes, StoredGmail]:

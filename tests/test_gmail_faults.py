@@ -15,11 +15,11 @@ from imapcrypt import envelope
 from imapcrypt.errors import TransientError
 from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig
+from tests.fixtures.gmail_rig import ALL_MAIL, gmail_account, label
 from tests.fixtures.gmail_server import GmailServer, gmail_mailbox_on
 from tests.fixtures.gnupg_home import GnupgHome
 from tests.fixtures.killing import backlog_process, kill_backlogs
 from tests.fixtures.proxy import FaultProxy
-from tests.test_gmail import ALL_MAIL, gmail_account, label
 
 SEEDS = varied_seeds(6, seed=41)
 # Everything the Gmail remover sends, SELECT and LIST included: each is a point a crash can hit.

@@ -24,10 +24,10 @@ from imapcrypt.journal import _SCHEMA_V1, SCHEMA_VERSION, Journal
 from imapcrypt.session import ThrottledError, connect
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig
+from tests.fixtures.gmail_rig import ALL_MAIL, gmail_account
 from tests.fixtures.gmail_server import OVERQUOTA, GmailServer, gmail_mailbox_on
 from tests.fixtures.gnupg_home import GnupgHome
 from tests.fixtures.waiting import wait_for
-from tests.test_gmail import ALL_MAIL, gmail_account
 
 A_NOON = dt.datetime(2031, 5, 6, 12, 0, tzinfo=dt.UTC).timestamp()
 
