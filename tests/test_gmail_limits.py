@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imapcrypt.api import open_journal, open_session
+from imapcrypt.api import open_session
 from imapcrypt.config import parse_config
 from imapcrypt.daemon import AccountWorker, StateChange, WorkerState
 from imapcrypt.engine import Engine
@@ -55,18 +55,9 @@ def engine_for(
     waits: list[float] | None = None,
     clock: Callable[[], float] = lambda: A_NOON,
 ) -> Iterator[Engine]:
-    """An engine whose session records throttling pauses in `waits` instead of sleeping."""
-    journal = open_journal(rig.config(), rig.account)
-    session = connect(rig.account, lambda: rig.mailbox.password)
-    if waits is not None:
-        session.sleep = waits.append
-    engine = Engine(rig.account, session, rig.gpg, journal, rig.id_secret, events=events, clock=clock)
-    try:
+    """An engine at a fixed noon whose session records throttling pauses in `waits`."""
+    with rig.engine(events, clock, waits) as engine:
         yield engine
-    finally:
-        engine.close()
-        session.logout()
-        journal.close()
 
 
 @pytest.fixture
