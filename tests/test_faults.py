@@ -7,7 +7,6 @@ issues; the CLI is SIGKILLed at random moments of a 300-message backlog.
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Callable
 
@@ -18,7 +17,7 @@ from imapcrypt.errors import TransientError
 from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities
 from tests.fixtures.engine import Rig, assert_exactly_once
-from tests.fixtures.killing import backlog_process, kill_backlogs
+from tests.fixtures.faults import backlog_process, cut_at_every_command, encrypt_inbox, kill_backlogs
 from tests.fixtures.proxy import FaultProxy
 
 SEEDS = varied_seeds(6, seed=11)
@@ -41,11 +40,6 @@ VARIANTS = {
 }
 
 
-def _run(rig: Rig) -> None:
-    with rig.engine() as engine:
-        engine.encrypt_folder("INBOX")
-
-
 def _all_encrypted(rig: Rig) -> bool:
     return all(envelope.classify(m.body) is envelope.Kind.OURS for m in rig.mailbox.state())
 
@@ -53,7 +47,7 @@ def _all_encrypted(rig: Rig) -> bool:
 def _commands_of_clean_run(rig: Rig, proxy: FaultProxy) -> dict[str, int]:
     rig.mailbox.seed(SEEDS)
     proxy.reset_counts()
-    _run(rig.at_port(proxy.port))
+    encrypt_inbox(rig.at_port(proxy.port))
     assert _all_encrypted(rig)
     return {name: n for name, n in proxy.counts().items() if name in FAULT_COMMANDS}
 
@@ -73,21 +67,13 @@ def test_a_cut_at_every_command_loses_and_duplicates_nothing(
     first = rig_on(server).with_policy(batch_size=3)
     counts = _commands_of_clean_run(first, proxy)
     assert counts.get("APPEND", 0) >= 1
-    injected = 0
-    for command, total in sorted(counts.items()):
-        for nth in range(1, total + 1):
-            rig = rig_on(server).with_policy(batch_size=3)
-            rig.mailbox.seed(SEEDS)
-            proxy.reset_counts()
-            (proxy.cut_after if mode == "after" else proxy.cut_before)(command, nth)
-            # The cut reaches the engine as a TransientError; a cut after the very last command may not.
-            with contextlib.suppress(TransientError):
-                _run(rig.at_port(proxy.port))
-            assert proxy.cuts_done == injected + 1, f"{mode} {command} #{nth} did not fire"
-            injected += 1
-            _run(rig)  # the recovery run, straight to the server
-            assert_exactly_once(rig, SEEDS)
-            assert _all_encrypted(rig), f"not all encrypted after a cut {mode} {command} #{nth}"
+
+    def check(rig: Rig, _uids: list[int], what: str) -> None:
+        assert_exactly_once(rig, SEEDS)
+        assert _all_encrypted(rig), f"not all encrypted after {what}"
+
+    fresh = lambda: rig_on(server).with_policy(batch_size=3)  # noqa: E731 - a factory, named for reading
+    injected = cut_at_every_command(proxy, counts, mode, fresh, lambda r: r.mailbox.seed(SEEDS), check)
     assert injected >= sum(counts.values())
     record_property("faults_injected", injected)
 

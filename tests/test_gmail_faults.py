@@ -4,7 +4,6 @@ itself or as its encrypted copy, with its labels, and no plaintext is left in Al
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -12,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from imapcrypt import envelope
-from imapcrypt.errors import TransientError
 from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig
+from tests.fixtures.faults import backlog_process, cut_at_every_command, encrypt_inbox, kill_backlogs
 from tests.fixtures.gmail_rig import ALL_MAIL, gmail_account, label
 from tests.fixtures.gmail_server import GmailServer, gmail_mailbox_on
 from tests.fixtures.gnupg_home import GnupgHome
-from tests.fixtures.killing import backlog_process, kill_backlogs
 from tests.fixtures.proxy import FaultProxy
 
 SEEDS = varied_seeds(6, seed=41)
@@ -42,11 +40,6 @@ def _seed(rig: Rig) -> dict[bytes, frozenset[str]]:
     uids = rig.mailbox.seed(SEEDS)
     label(rig, "INBOX", uids[:2], ["Work", "\\Important"])
     return {s.raw: s.labels for s in gmail_account(rig).in_all_mail()}
-
-
-def _run(rig: Rig) -> None:
-    with rig.engine() as engine:
-        engine.encrypt_folder("INBOX")
 
 
 def _check(rig: Rig, labels: dict[bytes, frozenset[str]], what: str) -> None:
@@ -78,25 +71,12 @@ def test_a_cut_at_every_command_on_gmail_loses_duplicates_and_leaks_nothing(
     first = new_rig()
     labels = _seed(first)
     proxy.reset_counts()
-    _run(first.at_port(proxy.port))
+    encrypt_inbox(first.at_port(proxy.port))
     _check(first, labels, "a clean run")
     counts = {name: n for name, n in proxy.counts().items() if name in FAULT_COMMANDS}
     assert counts.get("UID MOVE", 0) == 2, counts  # one per batch: the originals go to Trash
-    injected = 0
-    for command, total in sorted(counts.items()):
-        if mode == "before" and command not in CHANGING:
-            continue
-        for nth in range(1, total + 1):
-            rig = new_rig()
-            labels = _seed(rig)
-            proxy.reset_counts()
-            (proxy.cut_after if mode == "after" else proxy.cut_before)(command, nth)
-            with contextlib.suppress(TransientError):
-                _run(rig.at_port(proxy.port))
-            assert proxy.cuts_done == injected + 1, f"{mode} {command} #{nth} did not fire"
-            injected += 1
-            _run(rig)  # the recovery run, straight to the server
-            _check(rig, labels, f"a cut {mode} {command} #{nth}")
+    chosen = {c: n for c, n in counts.items() if mode == "after" or c in CHANGING}
+    injected = cut_at_every_command(proxy, chosen, mode, new_rig, _seed, _check)
     assert injected >= sum(n for c, n in counts.items() if mode == "after" or c in CHANGING)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from imapcrypt.errors import ConfigError, CredentialsError
 from imapcrypt.selftest import proven_keys
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.gnupg_home import GnupgHome, make_gnupg_home, remove_gnupg_home
+from tests.fixtures.keys import passphrase_fd
 from tests.fixtures.mailbox import Mailbox
 
 
@@ -45,13 +45,6 @@ class Scripted:
         return self.answer_yes
 
 
-def _empty_fd() -> str:
-    read, write = os.pipe()
-    os.write(write, b"\n")
-    os.close(write)
-    return str(read)
-
-
 def _base_config(tmp_path: Path, home: Path) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(f'data_dir = "{tmp_path / "data"}"\n[gnupg]\nhome = "{home}"\n')
@@ -73,7 +66,7 @@ def test_init_with_options_only_writes_a_working_account(
         "--config", str(config), "init", "--yes", "--name", "home", "--username", mailbox.user,
         "--host", "127.0.0.1", "--port", str(mailbox.port), "--security", "plain",
         "--password-command", f"echo {mailbox.password}", "--key", gnupg_home.fingerprint,
-        "--passphrase-fd", _empty_fd(), "--folders", "INBOX",
+        "--passphrase-fd", passphrase_fd(), "--folders", "INBOX",
     ]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from imapcrypt.openpgp import session_key_ids
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig
 from tests.fixtures.gnupg_home import GnupgHome, make_gnupg_home, remove_gnupg_home
+from tests.fixtures.keys import passphrase_fd
 from tests.fixtures.mailbox import Mailbox
 from tests.fixtures.proxy import FaultProxy
 
@@ -35,14 +35,6 @@ def _new_key(home: GnupgHome) -> str:
     )
     listing = home.gpg("--with-colons", "--list-secret-keys", "new@example.org").decode()
     return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
-
-
-def _empty_passphrase_fd() -> str:
-    """A file descriptor to read the (empty) passphrase of the test keys from, as a script would."""
-    read, write = os.pipe()
-    os.write(write, b"\n")
-    os.close(write)
-    return str(read)
 
 
 def _sealed_to(rig: Rig, fingerprint: str) -> int:
@@ -71,10 +63,10 @@ def test_rotate_then_reencrypt_moves_every_message_to_the_new_key(
     assert _sealed_to(rig, old) == 10
 
     new = _new_key(own_home)
-    rotate = ["keys", "rotate", "--to", new, "--no-backup", "--passphrase-fd", _empty_passphrase_fd()]
+    rotate = ["keys", "rotate", "--to", new, "--no-backup", "--passphrase-fd", passphrase_fd()]
     assert main(["--config", config, *rotate]) == 0
     assert new in Path(config).read_text()
-    assert main(["--config", config, "keys", "self-test", "--passphrase-fd", _empty_passphrase_fd()]) == 0
+    assert main(["--config", config, "keys", "self-test", "--passphrase-fd", passphrase_fd()]) == 0
     late = varied_seeds(2, seed=31)
     rig.mailbox.seed(late)
     assert main(["--config", config, "run", "--once"]) == 0
