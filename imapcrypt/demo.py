@@ -78,14 +78,20 @@ _SUBJECTS = (
 )
 
 
-def _plain(index: int, sender: tuple[str, str], subject: str, when: dt.datetime) -> bytes:
+def _head(index: int, sender: tuple[str, str], subject: str, when: dt.datetime, to: str) -> str:
+    """A sample message's header fields, up to (not including) MIME-Version."""
     return (
         f"From: {sender[0]} <{sender[1]}>\r\n"
-        f"To: You <{DEMO_USER}>\r\n"
+        f"To: {to}\r\n"
         f"Subject: {subject}\r\n"
         f"Date: {when.strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
         f"Message-ID: <demo{index}@imapcrypt.invalid>\r\n"
-        "MIME-Version: 1.0\r\n"
+    )
+
+
+def _plain(index: int, sender: tuple[str, str], subject: str, when: dt.datetime) -> bytes:
+    return (
+        _head(index, sender, subject, when, f"You <{DEMO_USER}>") + "MIME-Version: 1.0\r\n"
         "Content-Type: text/plain; charset=utf-8\r\n\r\n"
         f"Hello,\r\n\r\nthis is sample message {index} of the imapcrypt demo.\r\n"
         "On the server it is now an OpenPGP message; only your key opens it.\r\n\r\n-- \r\n"
@@ -102,12 +108,8 @@ def _html(index: int, sender: tuple[str, str], subject: str, when: dt.datetime) 
         "<script>alert('never runs')</script></body></html>"
     )
     return (
-        f"From: {sender[0]} <{sender[1]}>\r\n"
-        f"To: {DEMO_USER}\r\n"
-        f"Subject: {subject}\r\n"
-        f"Date: {when.strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
-        f"Message-ID: <demo{index}@imapcrypt.invalid>\r\n"
-        'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="alt"\r\n\r\n'
+        _head(index, sender, subject, when, DEMO_USER)
+        + 'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="alt"\r\n\r\n'
         "--alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nTen things worth reading.\r\n"
         f"--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n--alt--\r\n"
     ).encode()
@@ -116,12 +118,8 @@ def _html(index: int, sender: tuple[str, str], subject: str, when: dt.datetime) 
 def _with_attachment(index: int, sender: tuple[str, str], subject: str, when: dt.datetime) -> bytes:
     table = "date,amount\r\n2024-01-31,12.50\r\n2024-02-29,7.25\r\n"
     return (
-        f"From: {sender[0]} <{sender[1]}>\r\n"
-        f"To: {DEMO_USER}\r\n"
-        f"Subject: {subject}\r\n"
-        f"Date: {when.strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
-        f"Message-ID: <demo{index}@imapcrypt.invalid>\r\n"
-        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="mix"\r\n\r\n'
+        _head(index, sender, subject, when, DEMO_USER)
+        + 'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="mix"\r\n\r\n'
         "--mix\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe figures are attached.\r\n"
         '--mix\r\nContent-Type: text/csv; name="figures.csv"\r\n'
         'Content-Disposition: attachment; filename="figures.csv"\r\n\r\n'

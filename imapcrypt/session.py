@@ -478,6 +478,26 @@ class Session:
                 CONNECTION_SLOTS.give_back(self.account)
 
 
+def _open_client(account: Account, context: ssl.SSLContext) -> imapclient.IMAPClient:
+    """A connection to the account's server, secured with `context` (implicit TLS or STARTTLS)."""
+    client = imapclient.IMAPClient(
+        account.host,
+        port=account.port,
+        ssl=account.security == "tls",
+        ssl_context=context,
+        timeout=TIMEOUT_SECONDS,
+    )
+    client.normalise_times = False
+    if account.security == "starttls":
+        try:
+            client.starttls(context)
+        except BaseException:
+            with suppress(OSError):
+                client.shutdown()
+            raise
+    return client
+
+
 def tls_context(account: Account) -> ssl.SSLContext:
     """A verifying TLS context: the system's trust store, plus the account's `ca_file` if set."""
     context = ssl.create_default_context(cafile=str(account.ca_file) if account.ca_file else None)
@@ -528,16 +548,7 @@ def _connect(account: Account, password: Callable[[], str], token: Callable[[], 
     client: imapclient.IMAPClient | None = None
     try:
         with translated_errors(f"{account.host}:{account.port}", "connect"):
-            client = imapclient.IMAPClient(
-                account.host,
-                port=account.port,
-                ssl=account.security == "tls",
-                ssl_context=context,
-                timeout=TIMEOUT_SECONDS,
-            )
-            client.normalise_times = False
-            if account.security == "starttls":
-                client.starttls(context)
+            client = _open_client(account, context)
         if token is not None:
             _oauth2_login(client, account, token)
         else:
@@ -576,16 +587,8 @@ def peer_certificate(account: Account) -> bytes:
     unverified.check_hostname = False
     unverified.verify_mode = ssl.CERT_NONE
     try:
-        client = imapclient.IMAPClient(
-            account.host,
-            port=account.port,
-            ssl=account.security == "tls",
-            ssl_context=unverified,
-            timeout=TIMEOUT_SECONDS,
-        )
+        client = _open_client(account, unverified)
         try:
-            if account.security == "starttls":
-                client.starttls(unverified)
             sock = client._imap.sock
             der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
         finally:
