@@ -27,7 +27,7 @@ from imapclient import IMAPClient
 from imapcrypt.daemon import AccountWorker, StateChange, WorkerState
 from imapcrypt.errors import ImapcryptError
 from imapcrypt.events import MessageDone, Progress
-from imapcrypt.session import parse_appenduid
+from imapcrypt.imap.session import parse_appenduid
 from tests.fixtures.corpus import make_message
 from tests.fixtures.dovecot import start_dovecot
 from tests.fixtures.engine import make_rig

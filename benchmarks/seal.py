@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from imapcrypt.envelope import seal  # noqa: E402
-from imapcrypt.openpgp import DEFAULT_COMPRESSION, Compression, GnuPG  # noqa: E402
+from imapcrypt.message.envelope import seal  # noqa: E402
+from imapcrypt.openpgp.gnupg import DEFAULT_COMPRESSION, Compression, GnuPG  # noqa: E402
 
 SECRET = b"benchmark-secret-0123456789abcdef"
 PROSE = """
@@ -122,11 +122,11 @@ sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
 raw = Path({file.name!r}).read_bytes()
 if {do_seal}:
-    from imapcrypt.envelope import seal
-    from imapcrypt.openpgp import GnuPG
+    from imapcrypt.message.envelope import seal
+    from imapcrypt.openpgp.gnupg import GnuPG
     sealed = seal(raw, GnuPG(Path({str(home)!r})), [{fingerprint!r}], {SECRET!r})
 else:
-    import imapcrypt.envelope
+    import imapcrypt.message.envelope
 status = Path("/proc/self/status").read_text()
 print(next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024)
 """

@@ -2,6 +2,6 @@
 
 import sys
 
-from imapcrypt.cli import main
+from imapcrypt.cli.main import main
 
 sys.exit(main())

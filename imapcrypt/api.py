@@ -12,15 +12,16 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from imapcrypt.config import Account, Config
+from imapcrypt.config.model import Account, Config
 from imapcrypt.engine import Engine
 from imapcrypt.events import EngineEvents
+from imapcrypt.imap.connect import connect
+from imapcrypt.imap.session import Session
 from imapcrypt.journal import Journal
-from imapcrypt.keycheck import require_recipients
-from imapcrypt.openpgp import GnuPG
+from imapcrypt.keys.fitness import require_recipients
+from imapcrypt.keys.selftest import require_self_test
+from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.secrets import account_password, id_secret, remembered_passphrase, run_secret_command
-from imapcrypt.selftest import require_self_test
-from imapcrypt.session import Session, connect
 
 
 def journal_path(config: Config, account: Account) -> Path:

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from imapcrypt.api import open_account, open_session, ready_to_encrypt
-from imapcrypt.config import Account, Config
+from imapcrypt.config.model import Account, Config
 from imapcrypt.engine import Engine, FolderReport
 from imapcrypt.errors import ImapcryptError, TransientError
 from imapcrypt.events import EngineEvents
-from imapcrypt.gmail_limits import UploadPaused
+from imapcrypt.imap.session import Session
+from imapcrypt.imap.translate import translated_errors
+from imapcrypt.imap.upload_budget import UploadPaused
 from imapcrypt.lock import AccountLock
-from imapcrypt.session import Session, translated_errors
 
 log = logging.getLogger(__name__)
 

@@ -19,16 +19,17 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from imapcrypt import envelope, openpgp
-from imapcrypt.config import Account
+from imapcrypt.config.model import Account
 from imapcrypt.errors import EnvelopeError, ImapcryptError, QuotaError, ServerError, TransientError
 from imapcrypt.events import Direction, EngineEvents, MessageDone, NoEvents, RateMeter
-from imapcrypt.gmail_limits import UploadBudget, daily_upload_limit
+from imapcrypt.imap.removers import Remover, remover_for, uses_gmail
+from imapcrypt.imap.session import FolderStatus, MessageInfo, Session
+from imapcrypt.imap.upload_budget import UploadBudget, daily_upload_limit
 from imapcrypt.journal import Intent, Journal
-from imapcrypt.keys import encryption_key_ids
-from imapcrypt.openpgp import GnuPG
-from imapcrypt.servers import Remover, remover_for, uses_gmail
-from imapcrypt.session import FolderStatus, MessageInfo, Session
+from imapcrypt.keys.manage import encryption_key_ids
+from imapcrypt.message import envelope
+from imapcrypt.openpgp import gnupg as openpgp
+from imapcrypt.openpgp.gnupg import GnuPG
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from imapcrypt.errors import ConfigError
+from imapcrypt.events import Direction
 
 SCHEMA_VERSION = 2
-Direction = Literal["encrypt", "restore"]
 
 _SCHEMA_V1 = """
 CREATE TABLE folder (

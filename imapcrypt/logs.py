@@ -14,7 +14,7 @@ from pathlib import Path
 
 import platformdirs
 
-from imapcrypt.config import APP_NAME
+from imapcrypt.config.model import APP_NAME
 
 LOG_FILE_BYTES = 1_000_000
 LOG_FILE_COUNT = 5

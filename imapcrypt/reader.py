@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from imapcrypt import envelope
 from imapcrypt.errors import EnvelopeError
-from imapcrypt.headers import decode_words
-from imapcrypt.openpgp import GnuPG
-from imapcrypt.session import MessageInfo, Session
+from imapcrypt.imap.session import MessageInfo, Session
+from imapcrypt.message import envelope
+from imapcrypt.message.headers import decode_words
+from imapcrypt.openpgp.gnupg import GnuPG
 
 LIST_HEADERS = (*envelope.CLASSIFY_HEADERS, "From", "Date", "Subject", envelope.SUBJECT_HEADER)
 DEFAULT_LIMIT = 200

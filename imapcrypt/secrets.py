@@ -16,9 +16,9 @@ import keyring.backend
 import keyring.backends.fail
 import keyring.errors
 
-from imapcrypt.config import Account
+from imapcrypt.config.model import Account
 from imapcrypt.errors import CredentialsError
-from imapcrypt.openpgp import normalise_fingerprint
+from imapcrypt.openpgp.gnupg import normalise_fingerprint
 
 SERVICE = "imapcrypt"
 ID_SECRET_ENTRY = "id-secret"  # noqa: S105 - the keyring entry's name, not a secret

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imapcrypt.cli import main
+from imapcrypt.cli.main import main
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.dovecot import free_loopback_port
 from tests.fixtures.engine import Rig

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from imapcrypt.config import load_config
-from imapcrypt.config_edit import add_recipient, remove_recipient, replace_recipient, set_recipients
+from imapcrypt.config.edit import add_recipient, remove_recipient, replace_recipient, set_recipients
+from imapcrypt.config.model import load_config
 from imapcrypt.errors import ConfigError, RecipientKeyError
 
 A = "A" * 40

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from imapcrypt import envelope
 from imapcrypt.daemon import AccountWorker, Backoff, StateChange, WorkerState
 from imapcrypt.errors import ImapcryptError, LockedError
 from imapcrypt.events import MessageDone, Progress
+from imapcrypt.message import envelope
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities
 from tests.fixtures.engine import Rig, assert_exactly_once

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from imapcrypt import envelope
 from imapcrypt.demo import EmbeddedServer, sample_messages
+from imapcrypt.message import envelope
 
 
 def test_demo_runs_to_completion_headless() -> None:

@@ -14,12 +14,15 @@ import keyring.backends.fail
 import keyring.errors
 import pytest
 
-from imapcrypt import doctor, keys
-from imapcrypt.config import Config, parse_config
-from imapcrypt.doctor import Check, check_account, check_journal, check_keyring
+from imapcrypt.cli import doctor as doctor_command
+from imapcrypt.config.model import Config, parse_config
+from imapcrypt.doctor import checks as doctor
+from imapcrypt.doctor.check import Check
+from imapcrypt.doctor.checks import check_account, check_journal, check_keyring
 from imapcrypt.journal import Journal
-from imapcrypt.openpgp import GnuPG
-from imapcrypt.selftest import confirm_secret_elsewhere
+from imapcrypt.keys import manage as keys
+from imapcrypt.keys.selftest import confirm_secret_elsewhere
+from imapcrypt.openpgp.gnupg import GnuPG
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities
 from tests.fixtures.keyrings import MemoryKeyring
 from tests.fixtures.keys import make_home, remove_home
@@ -224,7 +227,7 @@ def test_doctor_command_prints_one_line_per_check_and_exits_1_on_fail(
     config = config_for(tmp_path, gpg, fingerprint, mailbox.port, mailbox.user)
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
-    doctor.register(sub)
+    doctor_command.register(sub)
     args = parser.parse_args(["doctor", "--account", "test"])
     args.config = config.path
     assert args.handler(args) == 0  # a WARN (no self-test yet, no keyring) is not a failure

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from imapcrypt import envelope
 from imapcrypt.errors import ImapcryptError, QuotaError, ServerError
 from imapcrypt.events import MessageDone, Progress
+from imapcrypt.message import envelope
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities, quota_config
 from tests.fixtures.engine import Rig, assert_exactly_once

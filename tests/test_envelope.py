@@ -12,10 +12,10 @@ from email.message import EmailMessage
 
 import pytest
 
-from imapcrypt import envelope
-from imapcrypt.envelope import Kind, Sealed
 from imapcrypt.errors import ConfigError
-from imapcrypt.openpgp import GnuPG
+from imapcrypt.message import envelope
+from imapcrypt.message.envelope import Kind, Sealed
+from imapcrypt.openpgp.gnupg import GnuPG
 from tests.fixtures.gnupg_home import GnupgHome
 from tests.samples import NAMES, load
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from imapcrypt import envelope
-from imapcrypt.envelope import CLASSIFY_HEADERS, Kind
-from imapcrypt.headers import HeaderSection
-from imapcrypt.openpgp import GnuPG
+from imapcrypt.message import envelope
+from imapcrypt.message.envelope import CLASSIFY_HEADERS, Kind
+from imapcrypt.message.headers import HeaderSection
+from imapcrypt.openpgp.gnupg import GnuPG
 from tests.fixtures.gnupg_home import GnupgHome
 from tests.samples import NAMES, load
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imapcrypt import envelope
-from imapcrypt.openpgp import GnuPG
+from imapcrypt.message import envelope
+from imapcrypt.openpgp.gnupg import GnuPG
 from tests.fixtures.gnupg_home import GnupgHome
 from tests.samples import load
 

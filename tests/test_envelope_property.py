@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imapcrypt import envelope
-from imapcrypt.envelope import Kind
 from imapcrypt.errors import EnvelopeError
-from imapcrypt.openpgp import GnuPG
+from imapcrypt.message import envelope
+from imapcrypt.message.envelope import Kind
+from imapcrypt.openpgp.gnupg import GnuPG
 from tests.fixtures.gnupg_home import GnupgHome
 
 SECRET = b"property-installation-secret-0123456789"

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from imapcrypt import envelope
 from imapcrypt.errors import TransientError
+from imapcrypt.message import envelope
 from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities
 from tests.fixtures.engine import Rig, assert_exactly_once

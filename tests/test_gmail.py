@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from imapcrypt import envelope
-from imapcrypt.doctor import check_account
+from imapcrypt.doctor.checks import check_account
 from imapcrypt.errors import TransientError
-from imapcrypt.headers import HeaderSection
-from imapcrypt.session import CONNECTION_SLOTS, connect
+from imapcrypt.imap.connect import connect
+from imapcrypt.imap.slots import CONNECTION_SLOTS
+from imapcrypt.message import envelope
+from imapcrypt.message.headers import HeaderSection
 from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig, opened
 from tests.fixtures.gmail_rig import ALL_MAIL, gmail_account, label

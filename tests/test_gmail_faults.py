@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imapcrypt import envelope
+from imapcrypt.message import envelope
 from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig
 from tests.fixtures.faults import backlog_process, cut_at_every_command, encrypt_inbox, kill_backlogs

@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 
 from imapcrypt.api import open_session
-from imapcrypt.config import parse_config
+from imapcrypt.config.model import parse_config
 from imapcrypt.daemon import AccountWorker, StateChange, WorkerState
 from imapcrypt.engine import Engine
 from imapcrypt.errors import ConfigError, CredentialsError, ImapcryptError, QuotaError, TransientError
 from imapcrypt.events import MessageDone, Progress
-from imapcrypt.gmail_limits import MB, UploadPaused
+from imapcrypt.imap.connect import connect
+from imapcrypt.imap.translate import ThrottledError
+from imapcrypt.imap.upload_budget import MB, UploadPaused
 from imapcrypt.journal import _SCHEMA_V1, SCHEMA_VERSION, Journal
-from imapcrypt.session import ThrottledError, connect
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig
 from tests.fixtures.gmail_rig import ALL_MAIL, gmail_account

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from imapcrypt.cli import build_parser, main
-from imapcrypt.cli_init import NoPrompter, run_init
-from imapcrypt.config import load_config
+from imapcrypt.cli.init import NoPrompter, run_init
+from imapcrypt.cli.main import build_parser, main
+from imapcrypt.config.model import load_config
 from imapcrypt.errors import ConfigError, CredentialsError
-from imapcrypt.selftest import proven_keys
+from imapcrypt.keys.selftest import proven_keys
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.gnupg_home import GnupgHome, make_gnupg_home, remove_gnupg_home
 from tests.fixtures.keys import passphrase_fd

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from imapcrypt import keys
 from imapcrypt.errors import CredentialsError, ImapcryptError, RecipientKeyError
-from imapcrypt.keycheck import check_recipient, require_recipients
-from imapcrypt.openpgp import GnuPG
-from imapcrypt.selftest import self_test
+from imapcrypt.keys import manage as keys
+from imapcrypt.keys.fitness import check_recipient, require_recipients
+from imapcrypt.keys.selftest import self_test
+from imapcrypt.openpgp.gnupg import GnuPG
 from tests.fixtures.keys import (
     PASSPHRASE,
     Specimen,

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from imapcrypt import cli, cli_keys, keys
-from imapcrypt.config import load_config
+from imapcrypt.cli import keys as cli_keys
+from imapcrypt.cli import main as cli
+from imapcrypt.config.model import load_config
 from imapcrypt.errors import CredentialsError, ImapcryptError, RecipientKeyError
-from imapcrypt.openpgp import GnuPG
+from imapcrypt.keys import manage as keys
+from imapcrypt.keys.selftest import proven_keys, require_self_test
+from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.secrets import remembered_passphrase
-from imapcrypt.selftest import proven_keys, require_self_test
 from tests.fixtures.keyrings import MemoryKeyring
 from tests.fixtures.keys import PASSPHRASE, Specimen, make_home, remove_home
 

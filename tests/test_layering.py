@@ -24,5 +24,5 @@ def test_imapcrypt_imports_no_qt() -> None:
     loaded = json.loads(
         subprocess.run([sys.executable, "-c", script], check=True, capture_output=True).stdout
     )
-    assert "imapcrypt.cli" in loaded
+    assert "imapcrypt.cli.main" in loaded
     assert not [m for m in loaded if m.startswith(("PySide6", "PyQt", "shiboken", "imapcrypt_ui"))]

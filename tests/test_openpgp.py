@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from imapcrypt import envelope
 from imapcrypt.errors import DecryptError, EnvelopeError, RecipientKeyError
-from imapcrypt.openpgp import (
+from imapcrypt.message import envelope
+from imapcrypt.openpgp.gnupg import (
     AeadKeyError,
     Compression,
     EncryptError,

@@ -17,7 +17,7 @@ from pytestqt.qtbot import QtBot
 
 from imapcrypt import reader
 from imapcrypt.api import open_session
-from imapcrypt.config import load_config
+from imapcrypt.config.model import load_config
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
 from tests.fixtures.engine import Rig
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from imapcrypt import envelope
-from imapcrypt.cli import main
+from imapcrypt.cli.main import main
 from imapcrypt.errors import TransientError
-from imapcrypt.keys import encryption_key_ids
-from imapcrypt.openpgp import session_key_ids
+from imapcrypt.keys.manage import encryption_key_ids
+from imapcrypt.message import envelope
+from imapcrypt.openpgp.gnupg import session_key_ids
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig
 from tests.fixtures.gnupg_home import GnupgHome, make_gnupg_home, remove_gnupg_home

@@ -12,8 +12,8 @@ from imapcrypt_ui.controller import overall_state
 from imapcrypt_ui.tray import ICONS
 from pytestqt.qtbot import QtBot
 
-from imapcrypt import envelope
 from imapcrypt.daemon import AccountWorker, WorkerState
+from imapcrypt.message import envelope
 from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once
 

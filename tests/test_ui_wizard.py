@@ -11,9 +11,9 @@ from imapcrypt_ui.app import TrayApp
 from imapcrypt_ui.wizard import PRESETS, SetupWizard
 from pytestqt.qtbot import QtBot
 
-from imapcrypt import envelope
-from imapcrypt.config import load_config
-from imapcrypt.openpgp import GnuPG
+from imapcrypt.config.model import load_config
+from imapcrypt.message import envelope
+from imapcrypt.openpgp.gnupg import GnuPG
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.engine import Rig
 from tests.fixtures.keyrings import MemoryKeyring

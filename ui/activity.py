@@ -25,8 +25,8 @@ from imapcrypt_ui.tasks import run_task
 
 from imapcrypt import reader
 from imapcrypt.api import open_session
-from imapcrypt.config import Config
-from imapcrypt.openpgp import GnuPG
+from imapcrypt.config.model import Config
+from imapcrypt.openpgp.gnupg import GnuPG
 
 COLUMNS = ["Time", "Account", "Folder", "What", "Sender", "Size", "Subject", "Fix"]
 

@@ -23,7 +23,7 @@ from imapcrypt_ui.tray import Tray, state_icon
 from imapcrypt_ui.wizard import SetupWizard
 
 from imapcrypt import __version__
-from imapcrypt.config import Config, default_config_path, load_config
+from imapcrypt.config.model import Config, default_config_path, load_config
 from imapcrypt.errors import ConfigError, ImapcryptError
 
 log = logging.getLogger(__name__)

@@ -38,9 +38,9 @@ from imapcrypt_ui.tasks import run_task
 
 from imapcrypt import reader
 from imapcrypt.api import account_passphrase, open_session
-from imapcrypt.config import Account, Config
+from imapcrypt.config.model import Account, Config
 from imapcrypt.errors import ImapcryptError
-from imapcrypt.openpgp import GnuPG
+from imapcrypt.openpgp.gnupg import GnuPG
 
 LOCKED = "(encrypted: unlock to read)"
 

@@ -1,6 +1,6 @@
 """Settings: everything the wizard set, editable, plus autostart at login.
 
-Saving writes the configuration (see imapcrypt.config_write) and, if a new password was typed, the OS keyring;
+Saving writes the configuration (see imapcrypt.config.write) and, if a new password was typed, the OS keyring;
 the tray then restarts the workers with the new settings.
 """
 
@@ -23,8 +23,9 @@ from imapcrypt_ui.qt import (
     QWidget,
 )
 
-from imapcrypt import autostart, config_write
-from imapcrypt.config import Account, Config
+from imapcrypt import autostart
+from imapcrypt.config import write as config_write
+from imapcrypt.config.model import Account, Config
 from imapcrypt.errors import ImapcryptError
 from imapcrypt.secrets import store_account_password
 

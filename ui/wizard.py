@@ -39,17 +39,19 @@ from imapcrypt_ui.qt import (
 )
 from imapcrypt_ui.tasks import run_task
 
-from imapcrypt import config_write, doctor, keys
 from imapcrypt.api import open_account
-from imapcrypt.config import Account, Config, Security, default_data_dir, load_config
-from imapcrypt.doctor import Check
+from imapcrypt.config import write as config_write
+from imapcrypt.config.model import Account, Config, Security, default_data_dir, load_config
+from imapcrypt.config.providers import PRESETS
+from imapcrypt.doctor import checks as doctor
+from imapcrypt.doctor.check import Check
 from imapcrypt.errors import ConfigError, ImapcryptError
 from imapcrypt.events import Progress
-from imapcrypt.openpgp import GnuPG
-from imapcrypt.providers import PRESETS
+from imapcrypt.imap.connect import connect
+from imapcrypt.keys import manage as keys
+from imapcrypt.keys.selftest import confirm_secret_elsewhere, record_self_test, self_test
+from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.secrets import store_account_password
-from imapcrypt.selftest import confirm_secret_elsewhere, record_self_test, self_test
-from imapcrypt.session import connect
 
 CUSTOM = "Other provider"
 SERVER_CHECKS_EXCLUDED = ("recipient", "self-test", "journal")

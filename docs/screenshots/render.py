@@ -68,11 +68,11 @@ def render_all() -> None:  # noqa: PLR0915 - one sample scene after another
     from imapcrypt_ui.tray import Tray, state_icon
     from imapcrypt_ui.wizard import SetupWizard
 
-    from imapcrypt import envelope
-    from imapcrypt.config import Account, Config
+    from imapcrypt.config.model import Account, Config
     from imapcrypt.daemon import StateChange, WorkerState
-    from imapcrypt.doctor import Check
+    from imapcrypt.doctor.check import Check
     from imapcrypt.events import Progress
+    from imapcrypt.message import envelope
     from imapcrypt.reader import Attachment, ParsedMessage, Summary
 
     app = QApplication([sys.argv[0]])

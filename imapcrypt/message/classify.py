@@ -14,7 +14,7 @@ import email.policy
 import enum
 import re
 
-from imapcrypt.headers import ContentType, HeaderSection, parameters
+from imapcrypt.message.headers import ContentType, HeaderSection, parameters
 
 MARKER_HEADER = "X-Imapcrypt"
 MARKER_VERSION = "1"

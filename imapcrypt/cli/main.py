@@ -11,7 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from imapcrypt import __version__, cli_engine, cli_init, cli_keys, demo, doctor
+from imapcrypt import __version__
+from imapcrypt.cli import demo, doctor, init, keys, mail
 from imapcrypt.errors import ImapcryptError
 from imapcrypt.logs import default_log_file, setup_logging
 
@@ -51,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Each command module adds its subcommands here ("register" them); keep this list in sync.
-    cli_init.register(subparsers)
-    cli_engine.register(subparsers)
-    cli_keys.register(subparsers)
+    init.register(subparsers)
+    mail.register(subparsers)
+    keys.register(subparsers)
     doctor.register(subparsers)
     demo.register(subparsers)
     return parser

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from imapcrypt.config import Config, parse_config
+from imapcrypt.config.model import Config, parse_config
 from imapcrypt.errors import ConfigError
-from imapcrypt.openpgp import normalise_fingerprint
+from imapcrypt.openpgp.gnupg import normalise_fingerprint
 
 
 @dataclass(frozen=True)

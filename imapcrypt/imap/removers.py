@@ -13,14 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from imapcrypt.config import OriginalPolicy, Profile
+from imapcrypt.config.model import OriginalPolicy, Profile
 from imapcrypt.errors import ServerError
-from imapcrypt.gmail import GmailRemover
+from imapcrypt.imap.gmail import GmailRemover
+from imapcrypt.imap.session import TRASH, Session
 from imapcrypt.journal import Journal
-from imapcrypt.session import Session
 
 log = logging.getLogger(__name__)
-TRASH = b"\\Trash"
 
 
 class Remover(Protocol):

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from imapcrypt.config import Account
+from imapcrypt.config.model import Account
 from imapcrypt.errors import TransientError
 from imapcrypt.journal import Journal
 

@@ -3,7 +3,7 @@
 Only values that differ from the defaults are written, so the file stays short and readable. The
 text must pass `parse_config` and give back the same accounts before it replaces the file,
 atomically (temp file + rename). Settings rewrites the file whole: comments a user added by hand are
-not kept (the `keys` commands edit recipients in place instead; see imapcrypt.config_edit).
+not kept (the `keys` commands edit recipients in place instead; see imapcrypt.config.edit).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from imapcrypt.config import Account, Config, default_data_dir, parse_config
+from imapcrypt.config.model import Account, Config, default_data_dir, parse_config
 from imapcrypt.errors import ConfigError
 
 _DEFAULTS = Account(name="", host="", username="", recipients=())

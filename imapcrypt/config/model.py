@@ -16,8 +16,8 @@ from typing import Any, Literal, cast
 
 import platformdirs
 
-from imapcrypt.envelope import DEFAULT_OUTER_HEADERS, check_outer_headers
 from imapcrypt.errors import ConfigError
+from imapcrypt.message.envelope import DEFAULT_OUTER_HEADERS, check_outer_headers
 
 APP_NAME = "imapcrypt"
 Security = Literal["tls", "starttls", "plain"]

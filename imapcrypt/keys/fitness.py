@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from imapcrypt.errors import RecipientKeyError
-from imapcrypt.gpgrun import run_gpg
-from imapcrypt.keylisting import ListedCertificate, ListedKey, list_certificates
-from imapcrypt.openpgp import GnuPG, normalise_fingerprint
+from imapcrypt.openpgp.gnupg import GnuPG, normalise_fingerprint
+from imapcrypt.openpgp.listing import ListedCertificate, ListedKey, list_certificates
+from imapcrypt.openpgp.run import run_gpg
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,13 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from imapcrypt.config import OriginalPolicy
+from imapcrypt.config.model import OriginalPolicy
 from imapcrypt.errors import ServerError
+from imapcrypt.imap.session import ALL_MAIL, TRASH, Session
 from imapcrypt.journal import Journal
-from imapcrypt.session import Session
 
 log = logging.getLogger(__name__)
 
-TRASH = b"\\Trash"
-ALL_MAIL = b"\\All"
 # Flags a copy must show like its original even if they changed after the header fetch.
 CARRIED_FLAGS = (b"\\Seen", b"\\Flagged")
 

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import TYPE_CHECKING
 
-from imapcrypt.config import Account
+from imapcrypt.config.model import Account
+from imapcrypt.doctor.check import Check
 from imapcrypt.errors import ImapcryptError
-from imapcrypt.gmail import ALL_MAIL, TRASH, find_by_gmail_id
-from imapcrypt.session import Session
-
-if TYPE_CHECKING:
-    from imapcrypt.doctor import Check
+from imapcrypt.imap.gmail import find_by_gmail_id
+from imapcrypt.imap.session import ALL_MAIL, TRASH, Session
 
 SHOW_IN_IMAP = "in Gmail: Settings > See all settings > Labels, tick 'Show in IMAP' for {}"
 
@@ -49,7 +46,6 @@ def auto_expunge(session: Session, trash: str) -> bool | None:
 
 def gmail_checks(account: Account, session: Session) -> list[Check]:
     """The Gmail profile's checks, in order: IMAP, Trash, All Mail, labels, auto-expunge."""
-    from imapcrypt.doctor import Check  # noqa: PLC0415 - doctor imports this module at its top
 
     checks = [Check("Gmail IMAP", "OK", "IMAP is enabled for this account")]
     trash = session.special_folder(TRASH)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from imapcrypt.gpgrun import run_gpg
-from imapcrypt.openpgp import GnuPG
+from imapcrypt.openpgp.gnupg import GnuPG
+from imapcrypt.openpgp.run import run_gpg
 
 # OpenPGP public-key algorithm ids (RFC 4880 §9.1, RFC 6637, RFC 9580) and how gpg names them.
 ALGORITHM_NAMES = {

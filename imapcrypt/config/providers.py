@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imapcrypt.config import Security
+from imapcrypt.config.model import Security
 
 
 @dataclass(frozen=True)

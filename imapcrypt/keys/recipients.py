@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imapcrypt import config_edit
-from imapcrypt.config import Config
+from imapcrypt.config import edit as config_edit
+from imapcrypt.config.model import Config
 from imapcrypt.errors import ConfigError
-from imapcrypt.keycheck import check_recipient, refusal
-from imapcrypt.openpgp import GnuPG, normalise_fingerprint
+from imapcrypt.keys.fitness import check_recipient, refusal
+from imapcrypt.openpgp.gnupg import GnuPG, normalise_fingerprint
 
 
 def _require_fit(gpg: GnuPG, fingerprint: str) -> str:

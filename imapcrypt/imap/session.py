@@ -9,16 +9,12 @@ the user must fix. Credentials never appear in a message or a log line.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import imaplib
 import logging
 import re
-import socket
-import ssl
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,66 +22,21 @@ import imapclient
 import imapclient.exceptions
 from imapclient.imap_utf7 import decode as decode_utf7
 
-from imapcrypt.config import Account, is_loopback
+from imapcrypt.config.model import Account
 from imapcrypt.errors import (
-    CredentialsError,
-    ImapcryptError,
-    QuotaError,
     ServerError,
-    TlsError,
-    TransientError,
 )
+from imapcrypt.imap.slots import CONNECTION_SLOTS
+from imapcrypt.imap.translate import ThrottledError, translated_errors
 
 log = logging.getLogger(__name__)
 
+# SPECIAL-USE attributes (RFC 6154) the engine looks folders up by.
+TRASH = b"\\Trash"
+ALL_MAIL = b"\\All"
+
 APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([\d:,]+)\]", re.IGNORECASE)
-TRANSIENT_CODES = (b"[UNAVAILABLE]", b"[THROTTLED]", b"[INUSE]", b"[LIMIT]", b"[SERVERBUG]")
-TIMEOUT_SECONDS = 60.0
-# Gmail refuses a login beyond its 15 connections per account with these words (and no response code).
-TOO_MANY_CONNECTIONS = b"too many simultaneous connections"
-IMAP_DISABLED = b"not enabled for imap"
-# A throttled command (NO [THROTTLED]) is retried on the same connection after these pauses; then the
-# error goes up and the caller resumes later. Gmail lifts short-term throttling within minutes.
 THROTTLE_PAUSES = (30.0, 120.0, 300.0)
-
-
-class ThrottledError(TransientError):
-    """The server refused a command for now because of its rate limits ([THROTTLED]); retry later."""
-
-
-class ConnectionSlots:
-    """At most `max_connections` open sessions per account in this process (Gmail allows 15 in all,
-    shared with the user's phone and desktop clients)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._open: dict[tuple[str, str], int] = {}
-
-    def take(self, account: Account) -> None:
-        """Count one more session for `account`, or raise TransientError when all slots are in use."""
-        key = (account.host.lower(), account.username)
-        with self._lock:
-            if self._open.get(key, 0) >= account.max_connections:
-                raise TransientError(
-                    f"{account.host}: already {account.max_connections} connection(s) open for "
-                    f"{account.username}",
-                    "it will be retried when one closes (max_connections)",
-                )
-            self._open[key] = self._open.get(key, 0) + 1
-
-    def give_back(self, account: Account) -> None:
-        """Count one session for `account` as closed."""
-        key = (account.host.lower(), account.username)
-        with self._lock:
-            self._open[key] = max(self._open.get(key, 0) - 1, 0)
-
-    def in_use(self, account: Account) -> int:
-        """How many sessions for `account` are open now."""
-        with self._lock:
-            return self._open.get((account.host.lower(), account.username), 0)
-
-
-CONNECTION_SLOTS = ConnectionSlots()
 
 
 @dataclass(frozen=True)
@@ -136,70 +87,6 @@ def parse_appenduid(response: bytes | str) -> list[int]:
     data = response.encode() if isinstance(response, str) else response
     match = APPENDUID.search(data)
     return _parse_uid_set(match.group(2)) if match else []
-
-
-def certificate_fingerprint(der: bytes) -> str:
-    """A certificate's SHA-256 fingerprint as colon-separated upper-case hex, as openssl prints it."""
-    digest = hashlib.sha256(der).hexdigest().upper()
-    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
-
-
-def _server_message(exc: BaseException) -> bytes:
-    """The server's own words from an imapclient/imaplib error (its first line, without a b'' repr)."""
-    first = exc.args[0] if exc.args else str(exc)
-    if isinstance(first, str):
-        text = first.encode("utf-8", "replace")
-    elif isinstance(first, bytes):
-        text = first
-    else:
-        text = str(first).encode("utf-8", "replace")
-    if text.startswith((b"b'", b'b"')):
-        text = text[2:].split(text[1:2])[0]
-    return text.splitlines()[0] if text else b""
-
-
-@contextmanager
-def translated_errors(host: str, what: str) -> Iterator[None]:
-    """Turn imapclient, imaplib and socket failures during `what` into imapcrypt errors."""
-    try:
-        yield
-    except ImapcryptError:
-        raise
-    except imapclient.exceptions.LoginError as exc:
-        said = _server_message(exc).lower()
-        if TOO_MANY_CONNECTIONS in said:
-            raise TransientError(
-                f"{host}: too many simultaneous connections for this account",
-                "close other mail clients or lower max_connections; it will be retried",
-            ) from None
-        if IMAP_DISABLED in said:
-            raise CredentialsError(
-                f"{host}: IMAP is turned off for this account",
-                "turn on IMAP in Gmail: Settings > See all settings > Forwarding and POP/IMAP",
-            ) from None
-        raise CredentialsError(
-            f"{host} refused the login", "check the user name and password (Gmail needs an app password)"
-        ) from None
-    except ssl.SSLCertVerificationError as exc:
-        raise TlsError(f"{host}: TLS certificate not trusted: {exc.verify_message}") from None
-    except (imaplib.IMAP4.abort, imapclient.exceptions.IMAPClientAbortError) as exc:
-        raise TransientError(f"{host}: connection lost during {what}: {exc}", "it will be retried") from None
-    except (OSError, EOFError) as exc:
-        if what == "connect":
-            raise TransientError(f"cannot reach {host}: {exc}", "check host, port and the network") from None
-        raise TransientError(f"{host}: connection lost during {what}: {exc}", "it will be retried") from None
-    except (imaplib.IMAP4.error, imapclient.exceptions.IMAPClientError) as exc:
-        text = _server_message(exc)
-        shown = text.decode("utf-8", "replace")[:200]
-        if b"[OVERQUOTA]" in text.upper() or b"quota" in text.lower():
-            raise QuotaError(
-                f"{host}: mailbox over quota during {what}", "free space on the server; work resumes later"
-            ) from None
-        if b"[THROTTLED]" in text.upper():
-            raise ThrottledError(f"{host}: {what} throttled: {shown}", "it will be retried later") from None
-        if any(code in text.upper() for code in TRANSIENT_CODES):
-            raise TransientError(f"{host}: {what} refused for now: {shown}", "it will be retried") from None
-        raise ServerError(f"{host}: {what} failed: {shown}") from None
 
 
 class Session:
@@ -476,123 +363,3 @@ class Session:
             if self._slot_held:
                 self._slot_held = False
                 CONNECTION_SLOTS.give_back(self.account)
-
-
-def _open_client(account: Account, context: ssl.SSLContext) -> imapclient.IMAPClient:
-    """A connection to the account's server, secured with `context` (implicit TLS or STARTTLS)."""
-    client = imapclient.IMAPClient(
-        account.host,
-        port=account.port,
-        ssl=account.security == "tls",
-        ssl_context=context,
-        timeout=TIMEOUT_SECONDS,
-    )
-    client.normalise_times = False
-    if account.security == "starttls":
-        try:
-            client.starttls(context)
-        except BaseException:
-            with suppress(OSError):
-                client.shutdown()
-            raise
-    return client
-
-
-def tls_context(account: Account) -> ssl.SSLContext:
-    """A verifying TLS context: the system's trust store, plus the account's `ca_file` if set."""
-    context = ssl.create_default_context(cafile=str(account.ca_file) if account.ca_file else None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
-def _peer_fingerprint(account: Account) -> str:
-    """The SHA-256 fingerprint of the certificate the server presents, fetched without trusting it."""
-    der = peer_certificate(account)
-    return certificate_fingerprint(der) if der else ""
-
-
-def connect(account: Account, password: Callable[[], str], token: Callable[[], str] | None = None) -> Session:
-    """Open, secure and log in a session for `account`.
-
-    TLS is always verified (implicit TLS or STARTTLS); `plain` is refused unless the host is loopback.
-    `password` (or `token` for XOAUTH2) is called only once the connection is secure. A token the
-    server rejects is asked for once more (a token command refreshes an expired one) before giving up.
-    At most `account.max_connections` sessions per account are open at once (TransientError beyond).
-    """
-    if account.security == "plain" and not is_loopback(account.host):
-        raise ServerError(
-            f"refusing a cleartext connection to {account.host}", "use security = 'tls' or 'starttls'"
-        )
-    CONNECTION_SLOTS.take(account)
-    try:
-        session = _connect(account, password, token)
-    except BaseException:
-        CONNECTION_SLOTS.give_back(account)
-        raise
-    session._slot_held = True
-    return session
-
-
-def _oauth2_login(client: imapclient.IMAPClient, account: Account, token: Callable[[], str]) -> None:
-    try:
-        with translated_errors(account.host, "login"):
-            client.oauth2_login(account.username, token())
-    except CredentialsError:
-        log.info("%s rejected the access token; asking the token command for a fresh one", account.host)
-        with translated_errors(account.host, "login"):
-            client.oauth2_login(account.username, token())
-
-
-def _connect(account: Account, password: Callable[[], str], token: Callable[[], str] | None) -> Session:
-    context = tls_context(account)
-    client: imapclient.IMAPClient | None = None
-    try:
-        with translated_errors(f"{account.host}:{account.port}", "connect"):
-            client = _open_client(account, context)
-        if token is not None:
-            _oauth2_login(client, account, token)
-        else:
-            with translated_errors(account.host, "login"):
-                client.login(account.username, password())
-        return Session(client, account)
-    except TlsError as exc:
-        fingerprint = _peer_fingerprint(account)
-        raise TlsError(
-            f"{exc.message}; certificate SHA-256 {fingerprint}",
-            "if you trust this server, put its CA certificate in ca_file",
-            fingerprint,
-        ) from None
-    except BaseException:
-        if client is not None:
-            with suppress(OSError):
-                client.shutdown()
-        raise
-
-
-def probe_port(host: str, port: int, timeout: float = 10.0) -> bool:
-    """Whether a TCP connection to host:port opens (used by doctor before anything else)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def peer_certificate(account: Account) -> bytes:
-    """The DER certificate the server presents (implicit TLS or after STARTTLS), fetched without
-    trusting it, for `doctor` to show; b"" for `plain` or when no TLS connection can be made."""
-    if account.security == "plain":
-        return b""
-    unverified = ssl.create_default_context()
-    unverified.check_hostname = False
-    unverified.verify_mode = ssl.CERT_NONE
-    try:
-        client = _open_client(account, unverified)
-        try:
-            sock = client._imap.sock
-            der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
-        finally:
-            client.shutdown()
-    except (OSError, imaplib.IMAP4.error, imapclient.exceptions.IMAPClientError):
-        return b""
-    return der or b""

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from imapcrypt.config import Account
+from imapcrypt.config.model import Account
 from imapcrypt.errors import ConfigError, ImapcryptError, RecipientKeyError
-from imapcrypt.keylisting import list_certificates
-from imapcrypt.openpgp import GnuPG, normalise_fingerprint
+from imapcrypt.openpgp.gnupg import GnuPG, normalise_fingerprint
+from imapcrypt.openpgp.listing import list_certificates
 
 RECORD_FILE = "self-test.json"
 Proof = Literal["decrypted", "elsewhere"]

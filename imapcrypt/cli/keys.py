@@ -12,11 +12,12 @@ import getpass
 import sys
 from pathlib import Path
 
-from imapcrypt import keys, recipients, selftest
-from imapcrypt.config import Account, Config, default_config_path, default_data_dir, load_config
+from imapcrypt.config.model import Account, Config, default_config_path, default_data_dir, load_config
 from imapcrypt.errors import CredentialsError, ImapcryptError, RecipientKeyError
-from imapcrypt.keycheck import check_recipient
-from imapcrypt.openpgp import GnuPG
+from imapcrypt.keys import manage as keys
+from imapcrypt.keys import recipients, selftest
+from imapcrypt.keys.fitness import check_recipient
+from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.secrets import (
     forget_passphrase,
     remember_passphrase,

@@ -18,10 +18,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from imapcrypt.classify import CLASSIFY_HEADERS, MARKER_HEADER, Kind, classify, marker_id
 from imapcrypt.errors import ConfigError, EnvelopeError
-from imapcrypt.headers import ContentType, HeaderSection, decode_words
-from imapcrypt.openpgp import GnuPG
+from imapcrypt.message.classify import CLASSIFY_HEADERS, MARKER_HEADER, Kind, classify, marker_id
+from imapcrypt.message.headers import ContentType, HeaderSection, decode_words
+from imapcrypt.openpgp.gnupg import GnuPG
 
 __all__ = [
     "CLASSIFY_HEADERS",

@@ -9,12 +9,9 @@ labels, and a probe message put into Trash and deleted at once (imapcrypt/gmail_
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 import keyring
 import keyring.backend
@@ -23,35 +20,20 @@ import keyring.errors
 from cryptography import x509
 
 from imapcrypt.api import journal_path
-from imapcrypt.config import Account, Config, load_config
+from imapcrypt.config.model import Account, Config
+from imapcrypt.doctor.check import Check
+from imapcrypt.doctor.gmail import gmail_checks
 from imapcrypt.errors import CredentialsError, ImapcryptError, TlsError
-from imapcrypt.gmail_doctor import gmail_checks
+from imapcrypt.imap.connect import certificate_fingerprint, connect, peer_certificate, probe_port
+from imapcrypt.imap.removers import uses_gmail
+from imapcrypt.imap.session import TRASH, Session
 from imapcrypt.journal import SCHEMA_VERSION
-from imapcrypt.keycheck import check_recipient
-from imapcrypt.openpgp import GnuPG
+from imapcrypt.keys.fitness import check_recipient
+from imapcrypt.keys.selftest import proven_keys
+from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.secrets import SERVICE, account_password, keyring_problem, run_secret_command
-from imapcrypt.selftest import proven_keys
-from imapcrypt.servers import uses_gmail
-from imapcrypt.session import Session, certificate_fingerprint, connect, peer_certificate, probe_port
 
-Status = Literal["OK", "WARN", "FAIL"]
 CERTIFICATE_WARN_DAYS = 30
-TRASH = b"\\Trash"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One doctor line: what was checked, the verdict, what was found, and the fix if any."""
-
-    name: str
-    status: Status
-    detail: str
-    fix: str = ""
-
-    def line(self) -> str:
-        """The check as one printed line."""
-        text = f"{self.status:<4}  {self.name}: {self.detail}"
-        return f"{text} (fix: {self.fix})" if self.fix and self.status != "OK" else text
 
 
 def _certificate_text(der: bytes) -> tuple[str, x509.Certificate | None]:
@@ -321,33 +303,3 @@ def check_account(
         *_recipient_checks(config, account, now),
         check_journal(config, account),
     ]
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    """Print the checks of every (or the chosen) account; exit 1 if any FAILed."""
-    config = load_config(args.config)
-    name = getattr(args, "account", None)
-    accounts = [config.account(name)] if name else list(config.accounts)
-    checks: list[Check] = []
-    for account in accounts:
-        print(f"account {account.name} ({account.username} at {account.host}:{account.port})")
-        found = check_account(config, account)
-        for check in found:
-            print(f"  {check.line()}")
-        checks += found
-    keyring_check = check_keyring()
-    print(keyring_check.line())
-    checks.append(keyring_check)
-    failed = sum(c.status == "FAIL" for c in checks)
-    warned = sum(c.status == "WARN" for c in checks)
-    print(f"{failed} FAIL, {warned} WARN, {len(checks) - failed - warned} OK")
-    return 1 if failed else 0
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `doctor` to the imapcrypt command line."""
-    parser = subparsers.add_parser("doctor", help="check server, TLS, login, capabilities, keys, keyring")
-    parser.add_argument(
-        "--account", default=argparse.SUPPRESS, help="only this account (default: every account)"
-    )
-    parser.set_defaults(handler=cmd_doctor)

@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from imapcrypt.openpgp import BASE_OPTIONS, GnuPG
+from imapcrypt.openpgp.gnupg import BASE_OPTIONS, GnuPG
 
 TIMEOUT_SECONDS = 300.0  # RSA 4096 generation on a slow machine
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imapcrypt.errors import CredentialsError, ImapcryptError, RecipientKeyError
-from imapcrypt.gpgrun import GpgOutput, run_gpg
-from imapcrypt.keycheck import assess, encryption_key, refusal
-from imapcrypt.keylisting import ListedCertificate, list_certificates, show_certificates
-from imapcrypt.openpgp import GnuPG, normalise_fingerprint
+from imapcrypt.keys.fitness import assess, encryption_key, refusal
+from imapcrypt.openpgp.gnupg import GnuPG, normalise_fingerprint
+from imapcrypt.openpgp.listing import ListedCertificate, list_certificates, show_certificates
+from imapcrypt.openpgp.run import GpgOutput, run_gpg
 
 # What each algorithm choice means to gpg (`--default-new-key-algo`): a signing/certifying primary key
 # and a separate encryption subkey, so the encryption key can be replaced without a new identity.

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, cast
 
-from imapcrypt import config_write, doctor, keys
 from imapcrypt.api import open_account
-from imapcrypt.config import (
+from imapcrypt.config import write as config_write
+from imapcrypt.config.model import (
     Account,
     Config,
     Security,
@@ -27,12 +27,14 @@ from imapcrypt.config import (
     load_config,
     parse_config,
 )
+from imapcrypt.config.providers import preset_for
+from imapcrypt.doctor import checks as doctor
 from imapcrypt.errors import ConfigError, CredentialsError, RecipientKeyError, ServerError
-from imapcrypt.openpgp import GnuPG, normalise_fingerprint
-from imapcrypt.providers import preset_for
+from imapcrypt.imap.connect import connect
+from imapcrypt.keys import manage as keys
+from imapcrypt.keys.selftest import confirm_secret_elsewhere, record_self_test, self_test
+from imapcrypt.openpgp.gnupg import GnuPG, normalise_fingerprint
 from imapcrypt.secrets import account_password, store_account_password
-from imapcrypt.selftest import confirm_secret_elsewhere, record_self_test, self_test
-from imapcrypt.session import connect
 
 # Checks that judge the server and the login; the rest (keys, journal) are settled by init itself.
 SERVER_CHECKS = ("server", "TLS certificate", "login")
