@@ -1,4 +1,4 @@
-"""What sealing a message costs, printed side by side (issue: the encrypted message, DESIGN §2).
+"""What sealing a message costs, printed side by side (docs/format.md#measurements).
 
     .venv/bin/python benchmarks/seal.py [--quick]
 

@@ -1,4 +1,4 @@
-"""The daemon (DESIGN §3 triggers, §6): keep one account's folders encrypted, continuously.
+"""The daemon (docs/design.md#triggers): keep one account's folders encrypted, continuously.
 
 An `AccountWorker` holds the account's lock, runs a pass over every watched folder, then waits for
 the server to report new mail: one `FolderWatcher` connection IDLEs on each folder (re-issued well

@@ -122,7 +122,7 @@ def _with_attachment(index: int, sender: tuple[str, str], subject: str, when: dt
     ).encode()
 
 
-# Mail its sender already encrypted: imapcrypt leaves it as it is (DESIGN §2).
+# Mail its sender already encrypted: imapcrypt leaves it as it is (docs/format.md).
 _SENDER_ENCRYPTED = (
     b"From: Alice <alice@pgp.example>\r\nTo: demo@imapcrypt.invalid\r\nSubject: (encrypted by Alice)\r\n"
     b"Date: Mon, 01 Jan 2024 09:00:00 +0000\r\nMessage-ID: <alice1@pgp.example>\r\nMIME-Version: 1.0\r\n"

@@ -1,4 +1,4 @@
-"""The engine (DESIGN §3): replace a folder's plaintext messages by encrypted copies, or back.
+"""The engine (docs/engine.md): replace a folder's plaintext messages by encrypted copies, or back.
 
 For every message: journal the intent, APPEND the copy with the original's flags and INTERNALDATE,
 verify the stored copy, delete the original, journal the completion. A crash at any point leaves an

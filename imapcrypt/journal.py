@@ -1,4 +1,4 @@
-"""The local journal (DESIGN §3): one SQLite file per account, the engine's memory across crashes.
+"""The local journal (docs/engine.md): one SQLite file per account, the engine's memory across crashes.
 
 It records, per folder, the UIDVALIDITY and the watermark (highest UID fully handled), and per
 message an *intent* written before the server is touched and completed after. It never holds a body,
@@ -42,7 +42,7 @@ CREATE TABLE intent (
     PRIMARY KEY (folder, uidvalidity, src_uid, direction)
 );
 """
-# Version 2 (Gmail, DESIGN §4): bytes APPENDed per UTC day, for the daily upload budget; and the
+# Version 2 (Gmail, docs/gmail.md): bytes APPENDed per UTC day, for the daily upload budget; and the
 # X-GM-MSGIDs of originals on their way through Trash, so a crash between the move and the purge
 # leaves nothing behind there.
 _SCHEMA_V2 = """

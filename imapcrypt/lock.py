@@ -1,4 +1,4 @@
-"""One process per account (DESIGN §6): an exclusive lock file in the data dir.
+"""One process per account (docs/cli.md, running as a service): an exclusive lock file in the data dir.
 
 The tray app and a daemon must never work on the same account at once. The lock is an OS file lock
 (released by the kernel when its holder dies, so a crash never leaves a stale lock); the file also

@@ -1,7 +1,7 @@
-"""Reading encrypted mail without restoring it on the server (the tray's reader, DESIGN §6).
+"""Reading encrypted mail without restoring it on the server (the tray's reader, docs/tray.md).
 
 A folder's list comes from headers alone: From, Date and size in clear, the subject decrypted from
-`X-Imapcrypt-Subject` (DESIGN §2) when a passphrase is given. Opening one message fetches its bytes
+`X-Imapcrypt-Subject` (docs/format.md) when a passphrase is given. Opening one message fetches its bytes
 (BODY.PEEK[]: nothing is marked \\Seen) and decrypts the original in memory. `parse_message` splits an
 original into what a viewer shows: plain text, HTML as the sender wrote it (sanitising is the
 viewer's job) and attachments. Nothing here logs a subject, an address or a body.

@@ -1,4 +1,4 @@
-"""Session-wide test setup: real Dovecot, real GnuPG, Qt offscreen (DESIGN §9)."""
+"""Session-wide test setup: real Dovecot, real GnuPG, Qt offscreen (docs/design.md#test-harness)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The command line: what users and their scripts see (DESIGN §8).
+"""The command line: what users and their scripts see (docs/cli.md).
 
 Bad input ends in one line on stderr and a documented non-zero exit code, with nothing touched on
 the server.

@@ -1,4 +1,4 @@
-"""The engine against a real Dovecot: encrypt in place, never lose or duplicate a message (DESIGN §3)."""
+"""The engine against a real Dovecot: encrypt in place, never lose or duplicate a message (docs/engine.md)."""
 
 from __future__ import annotations
 

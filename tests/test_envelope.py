@@ -1,4 +1,4 @@
-"""The encrypted message (DESIGN §2): byte-exact round trips, the structure of E, ids, threads."""
+"""The encrypted message (docs/format.md): byte-exact round trips, the structure of E, ids, threads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""classify(): plaintext, ours, or already encrypted by the sender (DESIGN §2, "never encrypted twice")."""
+"""classify(): plaintext, ours, or already encrypted by the sender (docs/format.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The engine on Gmail (DESIGN §4), against the Gmail-behaviour double: no plaintext left anywhere,
+"""The engine on Gmail (docs/gmail.md), against the Gmail-behaviour double: no plaintext left anywhere,
 labels and flags kept, nothing merged, restore brings everything back."""
 
 from __future__ import annotations

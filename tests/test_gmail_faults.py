@@ -1,6 +1,7 @@
-"""Injected faults on Gmail (DESIGN §3 invariant, §4): the fault tests of tests/test_faults.py against the
-Gmail double. After any cut and one recovery run every original exists exactly once in All Mail, as
-itself or as its encrypted copy, with its labels, and no plaintext is left in All Mail or Trash."""
+"""Injected faults on Gmail (docs/design.md#the-invariant, docs/gmail.md): the fault tests of
+tests/test_faults.py against the Gmail double. After any cut and one recovery run every original
+exists exactly once in All Mail, as itself or as its encrypted copy, with its labels, and no
+plaintext is left in All Mail or Trash."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Gmail's limits and sign-in (DESIGN §4): throttling back-off, APPENDLIMIT, the daily upload budget,
+"""Gmail's limits and sign-in (docs/gmail.md): throttling back-off, APPENDLIMIT, the daily upload budget,
 the connection cap, app passwords and XOAUTH2 token refresh; and the journal's schema 2."""
 
 from __future__ import annotations

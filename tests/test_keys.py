@@ -1,4 +1,4 @@
-"""Keys (DESIGN §5) with real GnuPG: generation without AEAD, the recipient checks, import, backup,
+"""Keys (docs/keys.md) with real GnuPG: generation without AEAD, the recipient checks, import, backup,
 revocation and the self-test.
 
 Unfit keys are made once per session in a scratch home (tests/fixtures/keys.py) with the gpg command

@@ -110,7 +110,8 @@ def test_strict_port_refuses_login_before_starttls(tls_dovecot: TlsDovecot, tls_
 
 def test_loopback_client_may_log_in_before_starttls(tls_dovecot: TlsDovecot, tls_mailbox: Mailbox) -> None:
     # Dovecot 2.3 calls a client on the server's own address "secured", even with ssl = required:
-    # refusing cleartext on loopback is the client's job (DESIGN §4), not this server's.
+    # refusing cleartext on loopback is the client's job, not this server's
+    # (docs/design.md#connecting-and-signing-in).
     client = IMAPClient(tls_dovecot.host, port=tls_dovecot.starttls_port, ssl=False, timeout=10)
     assert b"LOGINDISABLED" not in client.capabilities()
     assert _logged_in(client, tls_mailbox)

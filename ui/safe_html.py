@@ -1,4 +1,4 @@
-"""Showing a message's HTML without running it and without fetching anything (DESIGN §6).
+"""Showing a message's HTML without running it and without fetching anything (docs/tray.md).
 
 Two independent walls: nh3 (the Ammonia sanitiser) keeps only formatting tags and drops scripts,
 styles, forms, frames, event handlers and images; and `SafeTextBrowser` refuses every resource its

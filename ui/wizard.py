@@ -1,4 +1,4 @@
-"""The first-run wizard (DESIGN §6): account, connection test, key, folders, policy, dry run, start.
+"""The first-run wizard (docs/tray.md): account, connection test, key, folders, policy, dry run, start.
 
 Nothing on the server changes before the last page's Start. Every slow step (the connection test,
 key generation, listing folders, the dry-run count) runs through `run_task`, so the window never

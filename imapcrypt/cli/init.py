@@ -1,4 +1,4 @@
-"""`imapcrypt init`: the account and key wizard in the terminal (DESIGN §6, §8).
+"""`imapcrypt init`: the account and key wizard in the terminal (docs/cli.md).
 
 It asks for what it is not given as an option (with `--yes` it asks nothing and every value must come
 from options), and only writes the configuration once the key passed its self-test and the server

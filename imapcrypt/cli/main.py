@@ -1,4 +1,4 @@
-"""The `imapcrypt` command line (DESIGN §8): one entry point, one subcommand per task.
+"""The `imapcrypt` command line (docs/cli.md): one entry point, one subcommand per task.
 
 Every failure the user can fix ends as one line on stderr, "imapcrypt: <what> (<fix>)", and the
 exit code of its kind (see EXIT_CODES). Anything else is a bug and keeps its traceback.

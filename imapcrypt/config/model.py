@@ -1,4 +1,4 @@
-"""The TOML configuration file (DESIGN §8): where it is, what it may hold, and its typed form.
+"""The TOML configuration file (docs/cli.md): where it is, what it may hold, and its typed form.
 
 Unknown keys and invalid values are errors that name the key and the file. Secrets never live here:
 passwords come from the OS keyring or a `password_command` (see `secrets`).

@@ -1,4 +1,4 @@
-"""Writing a whole configuration (DESIGN §8) as TOML: for `imapcrypt init`, the tray's wizard and Settings.
+"""Writing a whole configuration as TOML (docs/cli.md): for `imapcrypt init`, the tray's wizard and Settings.
 
 Only values that differ from the defaults are written, so the file stays short and readable. The
 text must pass `parse_config` and give back the same accounts before it replaces the file,
@@ -35,7 +35,7 @@ def _value(value: object) -> str:
 
 def render(config: Config, write_dirs: bool) -> str:
     """The TOML text of `config`; `write_dirs` also writes data_dir and the GnuPG home."""
-    lines = ["# imapcrypt configuration (DESIGN §8; docs/cli.md lists every key).", ""]
+    lines = ["# imapcrypt configuration (docs/cli.md lists every key).", ""]
     if write_dirs:
         lines += [
             f"data_dir = {_value(config.data_dir)}",

@@ -1,4 +1,4 @@
-"""`imapcrypt doctor`: one line per check, OK / WARN / FAIL, each with the fix (DESIGN §6).
+"""`imapcrypt doctor`: one line per check, OK / WARN / FAIL, each with the fix (docs/cli.md).
 
 Per account: the server is reachable, its TLS certificate (subject, issuer, expiry, SHA-256) verifies,
 the login works, which capabilities it offers and what their absence costs, the folders exist, the

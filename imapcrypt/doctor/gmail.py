@@ -1,4 +1,4 @@
-"""`imapcrypt doctor` on Gmail (DESIGN §4): what the Gmail profile needs, checked from IMAP.
+"""`imapcrypt doctor` on Gmail (docs/gmail.md): what the Gmail profile needs, checked from IMAP.
 
 Reaching these checks means the login worked, so IMAP is enabled (a disabled account fails the login
 with a fix that says where to turn it on). Then: the \\Trash and \\All folders are shown to IMAP,

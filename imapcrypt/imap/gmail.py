@@ -1,4 +1,4 @@
-"""The Gmail profile (DESIGN §4): make the plaintext really go away, and keep its labels.
+"""The Gmail profile (docs/gmail.md): make the plaintext really go away, and keep its labels.
 
 On Gmail a folder is a label over one message store, so deleting a message from INBOX only removes
 the Inbox label: the plaintext stays in All Mail. `GmailRemover` therefore deletes an original by

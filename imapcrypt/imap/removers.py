@@ -1,4 +1,6 @@
-"""How each kind of server lets the engine delete an original without touching anything else (§4).
+"""How each kind of server lets the engine delete an original without touching anything else.
+
+The profiles are described in docs/design.md#server-profiles.
 
 The engine asks a `Remover` three things: "can you delete these now?" (before it appends anything,
 so a refusal leaves no duplicate), "take over these verified copies" (Gmail: copy the labels; refuse

@@ -1,4 +1,4 @@
-"""Gmail's upload limits, kept on our side (DESIGN §4): a daily budget of bytes APPENDed.
+"""Gmail's upload limits, kept on our side (docs/gmail.md): a daily budget of bytes APPENDed.
 
 Google caps IMAP uploads at 500 MB a day (Workspace; "Gmail bandwidth limits", support.google.com/a/
 answer/1071518) and suspends IMAP for the account when the cap is crossed. A backlog of a large mailbox

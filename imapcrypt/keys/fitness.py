@@ -1,4 +1,4 @@
-"""Is a key fit to be a recipient? The checks of DESIGN §5, each refusal with its reason.
+"""Is a key fit to be a recipient? The checks of docs/keys.md, each refusal with its reason.
 
 A recipient must have an encryption-capable (sub)key that is neither expired nor revoked, RSA of at
 least 2048 bits, no DSA or ElGamal below 2048 bits and no withdrawn algorithm. A key that expires

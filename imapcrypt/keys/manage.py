@@ -1,4 +1,4 @@
-"""Recipient keys (DESIGN §5): generate, import, list, export, back up and revoke.
+"""Recipient keys (docs/keys.md): generate, import, list, export, back up and revoke.
 
 Keys live in imapcrypt's own GnuPG home (or the user's). Encrypting needs only public keys: the
 secret key is needed to read or restore, and it may live on another machine entirely. Whether a key
@@ -31,7 +31,7 @@ ALGORITHMS = {
     "rsa4096": "rsa4096/cert,sign+rsa4096/encr",
 }
 # Preferences without AEAD (OCB/EAX): GnuPG 2.4 advertises OCB by default, and mail encrypted with
-# OCB cannot be read by OpenKeychain or PGPainless (DESIGN §2). Listing no AEAD algorithm also keeps
+# OCB cannot be read by OpenKeychain or PGPainless (docs/format.md). Listing no AEAD algorithm also keeps
 # the AEAD feature flag off.
 PREFERENCES = "AES256 AES192 AES SHA512 SHA384 SHA256 SHA224 ZLIB BZIP2 ZIP Uncompressed"
 REVOCATIONS_DIR = "openpgp-revocs.d"

@@ -1,4 +1,4 @@
-"""Which keys an account encrypts to: use, add, remove, rotate (DESIGN §5).
+"""Which keys an account encrypts to: use, add, remove, rotate (docs/keys.md).
 
 Every key that becomes a recipient passes `keycheck` first; the account's `recipients` list in the
 configuration file is rewritten by `config_edit`. No key is ever deleted from the GnuPG home here:

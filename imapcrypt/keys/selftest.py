@@ -1,4 +1,4 @@
-"""The recipient self-test (DESIGN §5): a probe encrypted to each recipient and opened again.
+"""The recipient self-test (docs/keys.md): a probe encrypted to each recipient and opened again.
 
 Mail encrypted to a key nobody can open is mail lost. So before an account's first encryption, at
 least one of its recipients must be *proven*: its secret key here opened a probe (`self_test` then

@@ -1,4 +1,4 @@
-"""What a message is, as far as encrypting it goes (DESIGN §2, "never encrypted twice").
+"""What a message is, as far as encrypting it goes (docs/format.md).
 
 `classify` tells plaintext from mail that is already encrypted: by imapcrypt (`X-Imapcrypt` on a
 `multipart/encrypted` message), by its sender with PGP/MIME, inline PGP or S/MIME. Signed-only mail is

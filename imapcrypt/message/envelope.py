@@ -1,4 +1,4 @@
-"""The encrypted message, format v1 (DESIGN §2; the full specification is docs/format.md).
+"""The encrypted message, format v1 (specified in docs/format.md).
 
 `seal` turns an original message M into a PGP/MIME message E with protected headers; `restore` gives M
 back byte for byte; `subject` reads the real subject from E's `X-Imapcrypt-Subject` header alone. E is

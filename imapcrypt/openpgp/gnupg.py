@@ -1,7 +1,7 @@
 """OpenPGP through GnuPG (python-gnupg), in an explicit GNUPGHOME.
 
 Everything imapcrypt encrypts or decrypts goes through `GnuPG`: bytes in, bytes out, recipients by
-full fingerprint. The options here are the crypto policy of DESIGN §2 in one place: binary literal data,
+full fingerprint. The options here are the crypto policy of docs/format.md in one place: binary literal data,
 SEIPD v1 with MDC and never an AEAD (OCB) packet, compression as measured (docs/format.md).
 """
 
@@ -22,7 +22,7 @@ from imapcrypt.errors import DecryptError, ImapcryptError, RecipientKeyError
 FINGERPRINT = re.compile(r"^[0-9A-F]{40}$|^[0-9A-F]{64}$")
 
 # Options on every gpg call. --no-random-seed-file: parallel gpg processes otherwise serialise on
-# the seed file's lock (DESIGN §3). --no-auto-key-locate/--no-auto-key-retrieve: never touch the
+# the seed file's lock (docs/format.md). --no-auto-key-locate/--no-auto-key-retrieve: never touch the
 # network behind the user's back.
 BASE_OPTIONS = (
     "--no-random-seed-file",
