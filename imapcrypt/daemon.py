@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from imapcrypt.api import open_account, open_session, ready_to_encrypt
 from imapcrypt.config.model import Account, Config
 from imapcrypt.engine import Engine, FolderReport
 from imapcrypt.errors import ImapcryptError, TransientError
@@ -27,6 +26,7 @@ from imapcrypt.imap.session import Session
 from imapcrypt.imap.translate import translated_errors
 from imapcrypt.imap.upload_budget import UploadPaused
 from imapcrypt.lock import AccountLock
+from imapcrypt.wiring import open_account, open_session, ready_to_encrypt
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from imapcrypt.api import open_session
 from imapcrypt.config.model import parse_config
 from imapcrypt.daemon import AccountWorker, StateChange, WorkerState
 from imapcrypt.engine import Engine
@@ -23,6 +22,7 @@ from imapcrypt.imap.connect import connect
 from imapcrypt.imap.translate import ThrottledError
 from imapcrypt.imap.upload_budget import MB, UploadPaused
 from imapcrypt.journal import _SCHEMA_V1, SCHEMA_VERSION, Journal
+from imapcrypt.wiring import open_session
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig
 from tests.fixtures.gmail_rig import ALL_MAIL, gmail_account

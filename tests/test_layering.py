@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import imapcrypt
 
@@ -26,3 +28,84 @@ def test_imapcrypt_imports_no_qt() -> None:
     )
     assert "imapcrypt.cli.main" in loaded
     assert not [m for m in loaded if m.startswith(("PySide6", "PyQt", "shiboken", "imapcrypt_ui"))]
+
+
+# The core's parts from the ground up: a module may import its own layer and the layers below it,
+# never one above. Each name is a top-level module or subpackage of imapcrypt.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"errors", "events"}),
+    frozenset({"openpgp"}),
+    frozenset({"message"}),
+    frozenset({"config"}),
+    frozenset({"journal", "lock", "logs", "secrets", "autostart"}),
+    frozenset({"keys"}),
+    frozenset({"imap"}),
+    frozenset({"engine"}),
+    frozenset({"wiring"}),
+    frozenset({"daemon", "reader", "doctor", "demo", "setup"}),
+    frozenset({"api"}),
+    frozenset({"cli", "__main__"}),
+)
+
+
+def _core_imports() -> dict[str, set[str]]:
+    """Every imapcrypt module (dotted name) and the imapcrypt modules it imports."""
+    root = Path(imapcrypt.__file__).parent
+    found: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module == "imapcrypt":
+                    targets |= {f"imapcrypt.{alias.name}" for alias in node.names}
+                elif node.module.startswith("imapcrypt."):
+                    targets.add(node.module)
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.startswith("imapcrypt.")}
+        found[name] = targets
+    return found
+
+
+def _layer(module: str) -> int:
+    part = module.split(".")[1] if "." in module else ""
+    for index, layer in enumerate(LAYERS):
+        if part in layer:
+            return index
+    return -1 if part in {"", "__version__"} else 99
+
+
+def test_every_core_module_has_a_layer() -> None:
+    unplaced = sorted(m for m in _core_imports() if _layer(m) == 99)
+    assert unplaced == [], "give these modules a layer in LAYERS"
+
+
+def test_no_core_module_imports_upward() -> None:
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in _core_imports().items()
+        for target in targets
+        if _layer(target) > _layer(module)
+    )
+    assert upward == []
+
+
+def test_core_imports_have_no_circle() -> None:
+    graph = _core_imports()
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> list[str]:
+        if module in path:
+            return [*path[path.index(module) :], module]
+        if module in done or module not in graph:
+            return []
+        for target in sorted(graph[module]):
+            circle = visit(target, [*path, module])
+            if circle:
+                return circle
+        done.add(module)
+        return []
+
+    circles = [c for c in (visit(m, []) for m in sorted(graph)) if c]
+    assert circles == []

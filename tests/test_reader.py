@@ -16,8 +16,8 @@ from imapcrypt_ui.safe_html import SafeTextBrowser, sanitise
 from pytestqt.qtbot import QtBot
 
 from imapcrypt import reader
-from imapcrypt.api import open_session
 from imapcrypt.config.model import load_config
+from imapcrypt.wiring import open_session
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
 from tests.fixtures.engine import Rig
 

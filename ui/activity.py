@@ -24,9 +24,9 @@ from imapcrypt_ui.reader import Unlocked, human_size
 from imapcrypt_ui.tasks import run_task
 
 from imapcrypt import reader
-from imapcrypt.api import open_session
 from imapcrypt.config.model import Config
 from imapcrypt.openpgp.gnupg import GnuPG
+from imapcrypt.wiring import open_session
 
 COLUMNS = ["Time", "Account", "Folder", "What", "Sender", "Size", "Subject", "Fix"]
 

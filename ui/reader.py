@@ -37,10 +37,10 @@ from imapcrypt_ui.safe_html import SafeTextBrowser
 from imapcrypt_ui.tasks import run_task
 
 from imapcrypt import reader
-from imapcrypt.api import account_passphrase, open_session
 from imapcrypt.config.model import Account, Config
 from imapcrypt.errors import ImapcryptError
 from imapcrypt.openpgp.gnupg import GnuPG
+from imapcrypt.wiring import account_passphrase, open_session
 
 LOCKED = "(encrypted: unlock to read)"
 

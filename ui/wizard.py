@@ -39,7 +39,6 @@ from imapcrypt_ui.qt import (
 )
 from imapcrypt_ui.tasks import run_task
 
-from imapcrypt.api import open_account
 from imapcrypt.config import write as config_write
 from imapcrypt.config.model import Account, Config, Security, default_data_dir, load_config
 from imapcrypt.config.providers import PRESETS
@@ -52,6 +51,7 @@ from imapcrypt.keys import manage as keys
 from imapcrypt.keys.selftest import confirm_secret_elsewhere, record_self_test, self_test
 from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.secrets import store_account_password
+from imapcrypt.wiring import open_account
 
 CUSTOM = "Other provider"
 SERVER_CHECKS_EXCLUDED = ("recipient", "self-test", "journal")

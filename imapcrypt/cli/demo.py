@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from imapcrypt import reader
-from imapcrypt.api import open_journal
 from imapcrypt.demo import DEFAULT_MESSAGES, DEMO_PASSPHRASE, Demo, new_mail, start_demo
 from imapcrypt.engine import Engine
 from imapcrypt.errors import ConfigError, ImapcryptError
@@ -18,6 +17,7 @@ from imapcrypt.imap.connect import connect
 from imapcrypt.imap.session import Session
 from imapcrypt.message import envelope
 from imapcrypt.openpgp.gnupg import GnuPG
+from imapcrypt.wiring import open_journal
 
 
 def _count(kinds: Sequence[envelope.Kind], kind: envelope.Kind) -> int:

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, cast
 
-from imapcrypt.api import open_account
 from imapcrypt.config import write as config_write
 from imapcrypt.config.model import (
     Account,
@@ -35,6 +34,7 @@ from imapcrypt.keys import manage as keys
 from imapcrypt.keys.selftest import confirm_secret_elsewhere, record_self_test, self_test
 from imapcrypt.openpgp.gnupg import GnuPG, normalise_fingerprint
 from imapcrypt.secrets import account_password, store_account_password
+from imapcrypt.wiring import open_account
 
 # Checks that judge the server and the login; the rest (keys, journal) are settled by init itself.
 SERVER_CHECKS = ("server", "TLS certificate", "login")

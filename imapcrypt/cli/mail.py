@@ -11,12 +11,12 @@ import threading
 import time
 from typing import TextIO
 
-from imapcrypt.api import account_passphrase, open_account, open_journal, ready_to_encrypt
 from imapcrypt.config.model import Account, Config, load_config
 from imapcrypt.daemon import AccountWorker, StateChange
 from imapcrypt.engine import FolderReport
 from imapcrypt.errors import ImapcryptError
 from imapcrypt.events import MessageDone, Progress
+from imapcrypt.wiring import account_passphrase, open_account, open_journal, ready_to_encrypt
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ import keyring.backends.fail
 import keyring.errors
 from cryptography import x509
 
-from imapcrypt.api import journal_path
 from imapcrypt.config.model import Account, Config
 from imapcrypt.doctor.check import Check
 from imapcrypt.doctor.gmail import gmail_checks
@@ -32,6 +31,7 @@ from imapcrypt.keys.fitness import check_recipient
 from imapcrypt.keys.selftest import proven_keys
 from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.secrets import SERVICE, account_password, keyring_problem, run_secret_command
+from imapcrypt.wiring import journal_path
 
 CERTIFICATE_WARN_DAYS = 30
 

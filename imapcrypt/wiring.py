@@ -1,4 +1,4 @@
-"""The engine's public entry points, shared by the command line and the tray app.
+"""How one account's parts are wired together, for the engine's callers (CLI, daemon, doctor, tray).
 
 `open_account` wires one account's parts together (GnuPG home, journal, id secret, a logged-in
 session, the engine) and closes them all again; callers never build those pieces by hand.
