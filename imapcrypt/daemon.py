@@ -23,7 +23,6 @@ from imapcrypt.engine import Engine, FolderReport
 from imapcrypt.errors import ImapcryptError, TransientError
 from imapcrypt.events import EngineEvents
 from imapcrypt.imap.session import Session
-from imapcrypt.imap.translate import translated_errors
 from imapcrypt.imap.upload_budget import UploadPaused
 from imapcrypt.lock import AccountLock
 from imapcrypt.wiring import open_account, open_session, ready_to_encrypt
@@ -118,9 +117,12 @@ class FolderWatcher:
         session: Session | None = None
         try:
             session = open_session(self.account)
-            with translated_errors(self.account.host, "IDLE"):
-                session.client.select_folder(session.resolve_folder(self.folder), readonly=True)
-                self._idle(session)
+            session.examine(self.folder)
+            while not self._stop.is_set():
+                if session.idle_until_change(
+                    self._stop.is_set, self._ready.set, IDLE_REFRESH_SECONDS, IDLE_CHECK_SECONDS
+                ):
+                    self.changed(self.folder)
         except BaseException as exc:  # reported through `failure`; the worker reconnects
             self.failure = exc
             log.info("watcher for %s stopped: %s", self.folder, type(exc).__name__)
@@ -129,29 +131,6 @@ class FolderWatcher:
             self._ready.set()
             if session is not None:
                 session.logout()
-
-    def _idle(self, session: Session) -> None:
-        client = session.client
-        while not self._stop.is_set():
-            client.idle()
-            self._ready.set()
-            started = time.monotonic()
-            arrived = False
-            while not self._stop.is_set() and time.monotonic() - started < IDLE_REFRESH_SECONDS:
-                asked = time.monotonic()
-                responses = client.idle_check(timeout=IDLE_CHECK_SECONDS)
-                if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
-                    arrived = True
-                    break
-                if not responses and time.monotonic() - asked < IDLE_CHECK_SECONDS / 2:
-                    # imapclient answers a closed connection with an early, empty result instead of
-                    # an error: leave IDLE and ask the server, which raises if the connection is gone.
-                    break
-            client.idle_done()
-            if arrived:
-                self.changed(self.folder)
-            else:
-                client.noop()  # the refresh doubles as a keepalive on this connection
 
 
 class AccountWorker:

@@ -184,6 +184,44 @@ class Session:
             exists=int(response.get(b"EXISTS", 0)),
         )
 
+    def examine(self, folder: str) -> None:
+        """Select `folder` read-only: for watching it, where nothing may change it by accident."""
+        real = self.resolve_folder(folder)
+        self._call("EXAMINE", lambda: self.client.select_folder(real, readonly=True))
+        self.selected = real
+
+    def idle_until_change(
+        self,
+        stopping: Callable[[], bool],
+        idling: Callable[[], None],
+        refresh_seconds: float,
+        check_seconds: float,
+    ) -> bool:
+        """IDLE on the selected folder until the server announces new mail (True), or until
+        `refresh_seconds` pass or `stopping()` turns true (False, after a NOOP that proves the
+        connection alive and keeps it so). `idling()` is called once IDLE is in place; `stopping()` is
+        looked at every `check_seconds`. A lost connection raises TransientError.
+        """
+        with translated_errors(self.host, "IDLE"):
+            self.client.idle()
+            idling()
+            started = time.monotonic()
+            arrived = False
+            while not stopping() and time.monotonic() - started < refresh_seconds:
+                asked = time.monotonic()
+                responses = self.client.idle_check(timeout=check_seconds)
+                if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                    arrived = True
+                    break
+                if not responses and time.monotonic() - asked < check_seconds / 2:
+                    # imapclient answers a closed connection with an early, empty result instead of
+                    # an error: leave IDLE and ask the server, which raises if the connection is gone.
+                    break
+            self.client.idle_done()
+            if not arrived:
+                self.client.noop()
+        return arrived
+
     def folder_exists(self, folder: str) -> bool:
         """Whether the folder exists on the server (a special-use name: whether a folder has that use)."""
         if folder.startswith("\\"):
