@@ -7,7 +7,8 @@ session, the engine) and closes them all again; callers never build those pieces
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +36,14 @@ def open_journal(config: Config, account: Account) -> Journal:
     return Journal(journal_path(config, account))
 
 
-def open_session(account: Account) -> Session:
-    """A logged-in session for `account`, with its password from the keyring or password_command."""
+def open_session(account: Account, password: Callable[[], str] | None = None) -> Session:
+    """A logged-in session for `account`: XOAUTH2 through its token_command if it has one, else the
+    password from `password` if given (a wizard that has not saved it yet), else the keyring or
+    password_command."""
     if account.token_command:
         command: str = account.token_command
         return connect(account, lambda: "", lambda: run_secret_command(command, "token_command"))
-    return connect(account, lambda: account_password(account))
+    return connect(account, password or (lambda: account_password(account)))
 
 
 def account_passphrase(account: Account) -> str | None:
@@ -78,16 +81,24 @@ class OpenAccount:
 
 @contextmanager
 def open_account(
-    config: Config, account: Account, events: EngineEvents | None = None
+    config: Config,
+    account: Account,
+    events: EngineEvents | None = None,
+    *,
+    password: Callable[[], str] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Iterator[OpenAccount]:
-    """Connect and log in, open the journal and the GnuPG home; close all of it on exit."""
+    """Connect and log in, open the journal and the GnuPG home; close all of it on exit.
+
+    `password` and `clock` replace the account's password source and the wall clock (see open_session).
+    """
     with ExitStack() as stack:
         gpg = GnuPG(config.gnupg_home)
         journal = open_journal(config, account)
         stack.callback(journal.close)
         secret = id_secret(config.data_dir)
-        session = open_session(account)
+        session = open_session(account, password)
         stack.callback(session.logout)
-        engine = Engine(account, session, gpg, journal, secret, events=events)
+        engine = Engine(account, session, gpg, journal, secret, events=events, clock=clock)
         stack.callback(engine.close)
         yield OpenAccount(account, engine, session, journal, gpg)
