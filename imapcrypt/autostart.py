@@ -1,4 +1,4 @@
-"""Start the tray app at login: the platform's own autostart entry (STYLE: vorta).
+"""Start the tray app at login: the platform's own autostart entry, as Vorta does.
 
 Linux (and other XDG desktops): `$XDG_CONFIG_HOME/autostart/imapcrypt-tray.desktop`. macOS: a
 LaunchAgent `~/Library/LaunchAgents/org.imapcrypt.tray.plist`. Windows: the value `imapcrypt` under

@@ -1,4 +1,4 @@
-"""How the engine reports what it does: a small typed callback protocol (STYLE principle 1).
+"""How the engine reports what it does: a small typed callback protocol: the core knows no screen.
 
 The CLI turns these into a progress bar and log lines; the tray app adapts them to Qt signals. No
 event carries a subject, a body or an address list.

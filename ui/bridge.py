@@ -1,4 +1,4 @@
-"""The one adapter from the engine to the screen: daemon events in, Qt signals out (STYLE: vorta).
+"""The one adapter from the engine to the screen: daemon events in, Qt signals out, as Vorta does.
 
 An `AccountWorker` calls its `DaemonEvents` from its own threads. `EngineBridge` hands each worker a
 plain `AccountEvents` object whose methods only emit the bridge's signals; the bridge lives in the

@@ -1,4 +1,4 @@
-"""Every Qt name the tray app uses, imported in this one place (STYLE: qutebrowser).
+"""Every Qt name the tray app uses, imported in this one place, as qutebrowser does.
 
 Other modules of `imapcrypt_ui` import Qt only from here, so a change of binding or version, or a
 shim for an older Qt, touches one file.
