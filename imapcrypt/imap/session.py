@@ -1,9 +1,9 @@
-"""An IMAP session over imapclient: verified TLS, capabilities, and the few commands the engine uses.
+"""An IMAP session over imapclient: capabilities as questions, and the few commands imapcrypt uses.
 
-The engine asks this layer questions ("can you expunge one UID?") and never sniffs capability strings
-itself. Every imapclient or socket failure leaves this module as an `imapcrypt.errors` exception:
-`TransientError` for what a retry may cure, `CredentialsError`, `TlsError` and `ServerError` for what
-the user must fix. Credentials never appear in a message or a log line.
+This is the only code that talks imapclient once a session is open (imap/connect.py opens it). The
+engine asks questions ("can you expunge one UID?") and never sniffs capability strings itself. Every
+imapclient or socket failure leaves this module as an `imapcrypt.errors` exception, translated in
+imap/translate.py. Credentials never appear in a message or a log line.
 """
 
 from __future__ import annotations
