@@ -12,7 +12,7 @@ TEST_DEBS := dovecot-imapd gnupg sq xvfb libegl1 libgl1 libxkbcommon0 libfontcon
 RUN_DEBS  := gnupg libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libxcb-cursor0 libxcb-icccm4 \
              libxcb-keysyms1
 
-.PHONY: run test check lint typecheck unit venv dev-venv system-test-deps system-run-deps clean
+.PHONY: run test test-fast check lint typecheck unit venv dev-venv system-test-deps system-run-deps clean
 
 run: system-run-deps $(BIN)/.installed-run
 	$(BIN)/imapcrypt-tray
@@ -20,6 +20,11 @@ run: system-run-deps $(BIN)/.installed-run
 test: system-test-deps $(BIN)/.installed-dev check
 
 check: lint typecheck unit
+
+# The edit-test loop: everything but the tests marked slow (long end-to-end and fault runs).
+# CI (`make test`) keeps running all of them.
+test-fast: $(BIN)/.installed-dev lint typecheck
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 lint:
 	$(BIN)/ruff check .

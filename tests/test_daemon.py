@@ -182,6 +182,7 @@ def _run_daemon(config: Path, log_file: Path) -> subprocess.Popen[bytes]:
     )
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_backlog_exits_0_and_the_next_run_finishes(rig: Rig, tmp_path: Path) -> None:
     seeds = varied_seeds(300, seed=8)
     rig.mailbox.seed(seeds)

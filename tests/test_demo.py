@@ -5,10 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from imapcrypt.demo import EmbeddedServer, sample_messages
 from imapcrypt.message import envelope
 
 
+@pytest.mark.slow
 def test_demo_runs_to_completion_headless() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "imapcrypt", "demo", "--messages", "8"],

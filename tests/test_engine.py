@@ -226,6 +226,7 @@ def test_quota_refusal_deletes_nothing_and_resumes(
         assert "quota" in (engine.journal.folder("INBOX").last_error or "")
 
 
+@pytest.mark.slow
 def test_backlog_of_200_varied_messages_then_restore(rig: Rig) -> None:
     seeds = varied_seeds(200, seed=3, large_every=60, large_size=7_500_000)  # ~10 MB once base64
     rig.mailbox.seed(seeds)

@@ -20,6 +20,8 @@ from tests.fixtures.engine import Rig, assert_exactly_once
 from tests.fixtures.faults import backlog_process, cut_at_every_command, encrypt_inbox, kill_backlogs
 from tests.fixtures.proxy import FaultProxy
 
+pytestmark = pytest.mark.slow  # long fault-injection runs: `make test-fast` leaves them out
+
 SEEDS = varied_seeds(6, seed=11)
 # The commands that change or reveal server state, as the proxy names them.
 FAULT_COMMANDS = (

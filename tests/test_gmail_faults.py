@@ -20,6 +20,8 @@ from tests.fixtures.gmail_server import GmailServer, gmail_mailbox_on
 from tests.fixtures.gnupg_home import GnupgHome
 from tests.fixtures.proxy import FaultProxy
 
+pytestmark = pytest.mark.slow  # long fault-injection runs: `make test-fast` leaves them out
+
 SEEDS = varied_seeds(6, seed=41)
 # Everything the Gmail remover sends, SELECT and LIST included: each is a point a crash can hit.
 FAULT_COMMANDS = (

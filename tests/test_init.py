@@ -88,6 +88,7 @@ def fresh_home(tmp_path: Path) -> Iterator[Path]:
     remove_gnupg_home(home)
 
 
+@pytest.mark.slow
 def test_init_asks_generates_a_key_with_a_backup_and_lists_folders(
     mailbox: Mailbox, fresh_home: Path, tmp_path: Path
 ) -> None:

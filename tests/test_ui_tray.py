@@ -130,6 +130,7 @@ def test_a_second_process_on_the_account_is_refused(qtbot: QtBot, rig: Rig, tray
     assert "in use by another imapcrypt process" in tray_app.tray.tooltip
 
 
+@pytest.mark.slow
 def test_try_the_demo_runs_on_the_embedded_server(qtbot: QtBot, tmp_path: Path) -> None:
     app = TrayApp(tmp_path / "config.toml", data_dir=tmp_path / "data", use_tray=False)
     app.start()
