@@ -7,23 +7,29 @@ BIN    := $(VENV)/bin
 # System packages the tests need: a real IMAP server, a real GnuPG, Sequoia for the interoperability
 # tests, and the shared libraries Qt needs on a machine without a desktop.
 TEST_DEBS := dovecot-imapd gnupg sq xvfb libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 \
-             libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
+             libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 $(SERVER_DEBS)
+# The other IMAP servers run unpacked, never installed (they conflict with dovecot-imapd; see
+# installers/test-servers.sh). What they link against and their helper tools conflict with nothing:
+# Cyrus (sasl2-bin for saslpasswd2), Courier, GNU Mailutils; openssl hashes the test passwords.
+SERVER_DEBS := sasl2-bin libpcre3 libxapian30 libical3 libidn12 libgamin0 libltdl7 libgsasl18 \
+               libmariadb3 openssl util-linux
 # Qt's xcb platform plugin (a desktop, or Xvfb for docs/screenshots) also needs icccm and keysyms.
 RUN_DEBS  := gnupg libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libxcb-cursor0 libxcb-icccm4 \
              libxcb-keysyms1
 
-.PHONY: run test test-fast check lint typecheck unit venv dev-venv system-test-deps system-run-deps clean
+.PHONY: run test test-fast check lint typecheck unit venv dev-venv system-test-deps system-run-deps test-servers \
+        clean
 
 run: system-run-deps $(BIN)/.installed-run
 	$(BIN)/imapcrypt-tray
 
-test: system-test-deps $(BIN)/.installed-dev check
+test: system-test-deps test-servers $(BIN)/.installed-dev check
 
 check: lint typecheck unit
 
 # The edit-test loop: everything but the tests marked slow (long end-to-end and fault runs).
 # CI (`make test`) keeps running all of them.
-test-fast: $(BIN)/.installed-dev lint typecheck
+test-fast: test-servers $(BIN)/.installed-dev lint typecheck
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 lint:
@@ -53,6 +59,10 @@ $(BIN)/.installed-dev: pyproject.toml | $(BIN)/python
 
 system-test-deps:
 	@sh installers/debian-deps.sh $(TEST_DEBS)
+
+# Cyrus, Courier and Mailutils unpacked under build/servers (cached; the tests skip them without it).
+test-servers:
+	@sh installers/test-servers.sh
 
 system-run-deps:
 	@sh installers/debian-deps.sh $(RUN_DEBS)

@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.keys",
     "tests.fixtures.keyrings",
     "tests.fixtures.gmail_server",
+    "tests.fixtures.servers",
 ]
 
 # Qt widgets are real but need no screen.
