@@ -2,7 +2,8 @@
 
 Per account: the server is reachable, its TLS certificate (subject, issuer, expiry, SHA-256) verifies,
 the login works, which capabilities it offers and what their absence costs, the folders exist, the
-recipient keys are healthy and passed the self-test, the journal is sound. Once: the OS keyring.
+recipient keys are healthy and passed the self-test, the journal is sound. Once: which gpg runs
+(path and version) and the OS keyring.
 Nothing is changed anywhere; the server sees a login, a CAPABILITY and LISTs. On Gmail also a read of
 labels, and a probe message put into Trash and deleted at once (imapcrypt/gmail_doctor.py).
 """
@@ -26,6 +27,7 @@ from imapcrypt.api import journal_path
 from imapcrypt.config import Account, Config, load_config
 from imapcrypt.errors import CredentialsError, ImapcryptError, TlsError
 from imapcrypt.gmail_doctor import gmail_checks
+from imapcrypt.gpgbinary import find_gpg, gpg_version, install_gpg_hint
 from imapcrypt.journal import SCHEMA_VERSION
 from imapcrypt.keycheck import check_recipient
 from imapcrypt.openpgp import GnuPG
@@ -279,6 +281,17 @@ def check_keyring(backend: keyring.backend.KeyringBackend | None = None) -> Chec
     return Check("keyring", "OK", name)
 
 
+def check_gpg(path: str | None = None) -> Check:
+    """Which gpg imapcrypt runs (its path and version), or how to install one when there is none."""
+    binary = find_gpg(path)
+    if binary is None:
+        return Check("gpg", "FAIL", "no GnuPG (gpg) on PATH", install_gpg_hint())
+    try:
+        return Check("gpg", "OK", f"{binary}, {gpg_version(binary)}")
+    except OSError as exc:
+        return Check("gpg", "FAIL", f"{binary} does not run ({exc})", install_gpg_hint())
+
+
 def check_journal(config: Config, account: Account) -> Check:
     """Whether the account's journal opens, is not from a newer imapcrypt, and passes SQLite's check."""
     path = journal_path(config, account)
@@ -335,9 +348,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         for check in found:
             print(f"  {check.line()}")
         checks += found
-    keyring_check = check_keyring()
-    print(keyring_check.line())
-    checks.append(keyring_check)
+    for once in (check_gpg(), check_keyring()):
+        print(once.line())
+        checks.append(once)
     failed = sum(c.status == "FAIL" for c in checks)
     warned = sum(c.status == "WARN" for c in checks)
     print(f"{failed} FAIL, {warned} WARN, {len(checks) - failed - warned} OK")
