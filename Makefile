@@ -11,8 +11,13 @@ TEST_DEBS := dovecot-imapd gnupg sq xvfb libegl1 libgl1 libxkbcommon0 libfontcon
 # Qt's xcb platform plugin (a desktop, or Xvfb for docs/screenshots) also needs icccm and keysyms.
 RUN_DEBS  := gnupg libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libxcb-cursor0 libxcb-icccm4 \
              libxcb-keysyms1
+# The wheel's test installs it with pipx, as a user would.
+TEST_DEBS += pipx
 
-.PHONY: run test check lint typecheck unit venv dev-venv system-test-deps system-run-deps clean
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' imapcrypt/__init__.py)
+
+.PHONY: run test check lint typecheck unit venv dev-venv system-test-deps system-run-deps clean \
+        dist
 
 run: system-run-deps $(BIN)/.installed-run
 	$(BIN)/imapcrypt-tray
@@ -39,12 +44,18 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(BIN)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[demo]'
+	$(BIN)/pip install --quiet -e .
 	touch $@
 
 $(BIN)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,demo]'
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(BIN)/.installed-run
+
+# The Python sdist and wheel in dist/, checked by twine.
+dist: $(BIN)/.installed-dev
+	rm -f dist/imapcrypt-$(VERSION)-py3-none-any.whl dist/imapcrypt-$(VERSION).tar.gz
+	$(BIN)/python -m build --sdist --wheel --outdir dist .
+	$(BIN)/twine check --strict dist/imapcrypt-$(VERSION)-py3-none-any.whl dist/imapcrypt-$(VERSION).tar.gz
 
 system-test-deps:
 	@sh installers/debian-deps.sh $(TEST_DEBS)
@@ -53,4 +64,4 @@ system-run-deps:
 	@sh installers/debian-deps.sh $(RUN_DEBS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
