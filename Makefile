@@ -16,9 +16,21 @@ SERVER_DEBS := sasl2-bin libpcre3 libxapian30 libical3 libidn12 libgamin0 libltd
 # Qt's xcb platform plugin (a desktop, or Xvfb for docs/screenshots) also needs icccm and keysyms.
 RUN_DEBS  := gnupg libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libxcb-cursor0 libxcb-icccm4 \
              libxcb-keysyms1
+# The frozen bundle: PyInstaller needs binutils (strip; the spec reads ELF dependencies with readelf).
+BUNDLE_DEBS := binutils
+# Installer tests: the launcher and unit are checked with desktop-file-validate and systemd-analyze;
+# the wheel is installed with pipx, as a user would.
+TEST_DEBS += $(BUNDLE_DEBS) desktop-file-utils systemd pipx
+
+# The Linux release archive (docs/install.md): the PyInstaller bundle plus install.sh. `make bundle`
+# rebuilds only when a source of the bundle changed.
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' imapcrypt/__init__.py)
+RELEASE := dist/imapcrypt-$(VERSION)-linux-$(shell uname -m).tar.gz
+BUNDLE_SOURCES := $(shell find imapcrypt ui installers/bundle -type f ! -name '*.pyc') \
+                  installers/imapcrypt.spec pyproject.toml
 
 .PHONY: run test test-fast check lint typecheck unit venv dev-venv system-test-deps system-run-deps test-servers \
-        clean
+        clean bundle release dist
 
 run: system-run-deps $(BIN)/.installed-run
 	$(BIN)/imapcrypt-tray
@@ -50,12 +62,37 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(BIN)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[demo]'
+	$(BIN)/pip install --quiet -e .
 	touch $@
 
 $(BIN)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,demo]'
+	$(BIN)/pip install --quiet -e '.[dev,bundle]'
+	touch $@ $(BIN)/.installed-run $(BIN)/.installed-bundle
+
+$(BIN)/.installed-bundle: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bundle]'
 	touch $@ $(BIN)/.installed-run
+
+# The frozen programs in dist/imapcrypt/ (installers/imapcrypt.spec; tests/test_bundle.py runs them).
+bundle: dist/imapcrypt/imapcrypt
+
+dist/imapcrypt/imapcrypt: $(BIN)/.installed-bundle $(BUNDLE_SOURCES)
+	@sh installers/debian-deps.sh $(BUNDLE_DEBS)
+	$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
+	    installers/imapcrypt.spec
+	touch $@
+
+# The Linux release archive: the bundle, install.sh and uninstall.sh (installers/linux/).
+release: $(RELEASE)
+
+$(RELEASE): dist/imapcrypt/imapcrypt $(wildcard installers/linux/*) ui/icons/idle.svg
+	sh installers/linux/make-archive.sh dist/imapcrypt $(VERSION) dist
+
+# The Python sdist and wheel in dist/, checked by twine.
+dist: $(BIN)/.installed-dev
+	rm -f dist/imapcrypt-$(VERSION)-py3-none-any.whl dist/imapcrypt-$(VERSION).tar.gz
+	$(BIN)/python -m build --sdist --wheel --outdir dist .
+	$(BIN)/twine check --strict dist/imapcrypt-$(VERSION)-py3-none-any.whl dist/imapcrypt-$(VERSION).tar.gz
 
 system-test-deps:
 	@sh installers/debian-deps.sh $(TEST_DEBS)
@@ -68,4 +105,4 @@ system-run-deps:
 	@sh installers/debian-deps.sh $(RUN_DEBS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info

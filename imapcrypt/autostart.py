@@ -61,7 +61,12 @@ Windows Registry Editor Version 5.00
 
 
 def tray_command() -> list[str]:
-    """The command that starts the tray app: the installed `imapcrypt-tray`, else this Python."""
+    """The command that starts the tray app: the installed `imapcrypt-tray`, else this Python.
+
+    In the frozen bundle (installers/imapcrypt.spec) it is the `imapcrypt-tray` beside this executable.
+    """
+    if getattr(sys, "frozen", False):
+        return [str(Path(sys.executable).with_name("imapcrypt-tray" + Path(sys.executable).suffix))]
     found = shutil.which("imapcrypt-tray")
     if found:
         return [found]

@@ -1,7 +1,7 @@
 """`imapcrypt demo`: the whole flow on an embedded IMAP server, with sample mail and a throwaway key.
 
-No account, no root, no system package: the server is pymap's in-memory backend (the optional extra
-`imapcrypt[demo]`) listening on a free loopback port in a thread of this process; the key lives in a
+No account, no root, no system package: the server is pymap's in-memory backend (a dependency of
+imapcrypt, pure Python) listening on a free loopback port in a thread of this process; the key lives in a
 temporary GnuPG home; the configuration and the journal in a temporary directory. All of it is gone
 when the demo ends. The tray app's "Try the demo" uses `start_demo` and keeps the demo running
 until it quits.
@@ -41,7 +41,7 @@ DEMO_USER = "demo@imapcrypt.invalid"
 DEMO_PASSPHRASE = "demo"  # noqa: S105 - shown to the user: the key is thrown away with the demo
 DEMO_UID = "imapcrypt demo <demo@imapcrypt.invalid>"
 DEFAULT_MESSAGES = 24
-INSTALL_FIX = "install the demo extra: .venv/bin/pip install -e '.[demo]' (or `make run`)"
+INSTALL_FIX = "reinstall imapcrypt: pymap is one of its dependencies (or `make run`)"
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ class EmbeddedServer:
     def start(self, timeout: float = 15.0) -> EmbeddedServer:
         """Start the server; return once it accepts connections. ConfigError if pymap is missing."""
         try:
-            import pymap.backend.dict  # noqa: F401, PLC0415 - an optional extra, imported only here
+            import pymap.backend.dict  # noqa: F401, PLC0415 - imported only when a demo starts
         except ImportError:
             raise ConfigError("the demo needs pymap, which is not installed", INSTALL_FIX) from None
         self._thread = threading.Thread(target=self._run, name="imapcrypt-demo-server", daemon=True)
@@ -199,7 +199,7 @@ class EmbeddedServer:
             self._ready.set()
 
     async def _serve(self) -> None:
-        # The optional extra, imported only here. This mirrors pymap's IMAPService.start, but binds
+        # Imported only when a demo starts. This mirrors pymap's IMAPService.start, but binds
         # port 0 so the kernel picks a free port with no race.
         from proxyprotocol.reader import ProxyProtocolReader  # noqa: PLC0415
         from pymap.backend.dict import DictBackend  # noqa: PLC0415

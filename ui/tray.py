@@ -1,12 +1,14 @@
 """The tray icon and its menu, or a small status window where the desktop has no tray.
 
 The icon says the overall state (idle, working, paused, error, offline), the tooltip the counts, and
-the menu offers: status line, Encrypt now, Pause/Resume, Reader, Activity, Settings…, Quit.
+the menu offers: status line, Encrypt now, Pause/Resume, Reader, Activity, Settings…, About imapcrypt…,
+Quit.
 Errors and a finished backlog become notifications.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from imapcrypt_ui.qt import (
     QIcon,
     QLabel,
     QMenu,
+    QMessageBox,
     QObject,
     QPushButton,
     QSystemTrayIcon,
@@ -26,12 +29,30 @@ from imapcrypt_ui.qt import (
     Signal,
 )
 
+from imapcrypt import __version__
+from imapcrypt.openpgp.binary import find_gpg, gpg_version, install_gpg_hint
+
 ICONS = Path(__file__).parent / "icons"
 
 
 def state_icon(state: IconState) -> QIcon:
     """The shipped SVG icon for `state`."""
     return QIcon(str(ICONS / f"{state}.svg"))
+
+
+def about_text() -> str:
+    """The About box's text (rich text): the version, what imapcrypt does, and which gpg it runs."""
+    gpg = find_gpg()
+    try:
+        gnupg = f"{gpg}, {gpg_version(gpg)}" if gpg else f"not found: {install_gpg_hint()}"
+    except OSError as exc:
+        gnupg = f"{gpg} does not run ({exc}): {install_gpg_hint()}"
+    return (
+        f"<p><b>imapcrypt {html.escape(__version__)}</b></p>"
+        "<p>Keeps your IMAP mailbox OpenPGP-encrypted at rest, on your provider's disk.</p>"
+        f"<p>GnuPG: {html.escape(gnupg)}</p>"
+        "<p>Licence: GPL-3.0-or-later.</p>"
+    )
 
 
 class StatusWindow(QWidget):
@@ -98,6 +119,9 @@ class Tray(QObject):
         self.activity_action.triggered.connect(open_activity)
         self.settings_action = QAction("Settings…", self.menu)
         self.settings_action.triggered.connect(open_settings)
+        self.about_action = QAction("About imapcrypt…", self.menu)
+        self.about_action.triggered.connect(self.show_about)
+        self.about_box: QMessageBox | None = None
         self.quit_action = QAction("Quit", self.menu)
         self.quit_action.triggered.connect(quit_app)
         self.menu.addAction(self.status_action)
@@ -105,7 +129,7 @@ class Tray(QObject):
         for action in (self.encrypt_action, self.pause_action):
             self.menu.addAction(action)
         self.menu.addSeparator()
-        for action in (self.reader_action, self.activity_action, self.settings_action):
+        for action in (self.reader_action, self.activity_action, self.settings_action, self.about_action):
             self.menu.addAction(action)
         self.menu.addSeparator()
         self.menu.addAction(self.quit_action)
@@ -139,6 +163,15 @@ class Tray(QObject):
             self.icon.hide()
         elif self.window is not None:
             self.window.hide()
+
+    def show_about(self) -> QMessageBox:
+        """A small dialog with the version (not modal: the tray keeps working behind it)."""
+        if self.about_box is None:
+            self.about_box = QMessageBox(QMessageBox.Icon.NoIcon, "About imapcrypt", about_text())
+            self.about_box.setIconPixmap(state_icon("idle").pixmap(64, 64))
+        self.about_box.show()
+        self.about_box.raise_()
+        return self.about_box
 
     def toggle_pause(self) -> None:
         """Pause or resume every account."""

@@ -6,7 +6,7 @@ import argparse
 
 from imapcrypt.config.model import load_config
 from imapcrypt.doctor.check import Check
-from imapcrypt.doctor.checks import check_account, check_keyring
+from imapcrypt.doctor.checks import check_account, check_gpg, check_keyring
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -21,9 +21,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         for check in found:
             print(f"  {check.line()}")
         checks += found
-    keyring_check = check_keyring()
-    print(keyring_check.line())
-    checks.append(keyring_check)
+    for once in (check_gpg(), check_keyring()):
+        print(once.line())
+        checks.append(once)
     failed = sum(c.status == "FAIL" for c in checks)
     warned = sum(c.status == "WARN" for c in checks)
     print(f"{failed} FAIL, {warned} WARN, {len(checks) - failed - warned} OK")

@@ -2,7 +2,8 @@
 
 Per account: the server is reachable, its TLS certificate (subject, issuer, expiry, SHA-256) verifies,
 the login works, which capabilities it offers and what their absence costs, the folders exist, the
-recipient keys are healthy and passed the self-test, the journal is sound. Once: the OS keyring.
+recipient keys are healthy and passed the self-test, the journal is sound. Once: which gpg runs
+(path and version) and the OS keyring.
 Nothing is changed anywhere; the server sees a login, a CAPABILITY and LISTs. On Gmail also a read of
 labels, and a probe message put into Trash and deleted at once (imapcrypt/gmail_doctor.py).
 """
@@ -29,6 +30,7 @@ from imapcrypt.imap.session import TRASH, Session
 from imapcrypt.journal import SCHEMA_VERSION
 from imapcrypt.keys.fitness import check_recipient
 from imapcrypt.keys.selftest import proven_keys
+from imapcrypt.openpgp.binary import find_gpg, gpg_version, install_gpg_hint
 from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.secrets import SERVICE, account_password, keyring_problem, run_secret_command
 from imapcrypt.wiring import journal_path
@@ -259,6 +261,17 @@ def check_keyring(backend: keyring.backend.KeyringBackend | None = None) -> Chec
     except keyring.errors.KeyringError as exc:
         return Check("keyring", "WARN", f"{name} does not answer ({type(exc).__name__})", headless_fix)
     return Check("keyring", "OK", name)
+
+
+def check_gpg(path: str | None = None) -> Check:
+    """Which gpg imapcrypt runs (its path and version), or how to install one when there is none."""
+    binary = find_gpg(path)
+    if binary is None:
+        return Check("gpg", "FAIL", "no GnuPG (gpg) on PATH", install_gpg_hint())
+    try:
+        return Check("gpg", "OK", f"{binary}, {gpg_version(binary)}")
+    except OSError as exc:
+        return Check("gpg", "FAIL", f"{binary} does not run ({exc})", install_gpg_hint())
 
 
 def check_journal(config: Config, account: Account) -> Check:

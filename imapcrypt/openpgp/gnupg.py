@@ -18,6 +18,7 @@ from typing import Any
 import gnupg
 
 from imapcrypt.errors import DecryptError, ImapcryptError, RecipientKeyError
+from imapcrypt.openpgp.binary import install_gpg_hint
 
 FINGERPRINT = re.compile(r"^[0-9A-F]{40}$|^[0-9A-F]{64}$")
 
@@ -107,7 +108,10 @@ class GnuPG:
     ) -> None:
         self.home = home
         self.compression = compression
-        self.gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(home), options=list(BASE_OPTIONS))
+        try:
+            self.gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(home), options=list(BASE_OPTIONS))
+        except OSError as exc:  # python-gnupg runs `gpg --version` here
+            raise ImapcryptError(f"GnuPG ({binary}) does not run: {exc}", install_gpg_hint()) from exc
         self.gpg.encoding = "utf-8"
 
     def encrypt(self, data: bytes, recipients: Sequence[str], *, armor: bool = True) -> bytes:
