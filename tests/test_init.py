@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from imapcrypt import setup
 from imapcrypt.cli.init import NoPrompter, run_init
 from imapcrypt.cli.main import build_parser, main
 from imapcrypt.config.model import load_config
@@ -131,9 +136,10 @@ def test_a_refused_login_writes_nothing(
         "--host", "127.0.0.1", "--port", str(mailbox.port), "--security", "plain",
         "--password-command", "echo wrong", "--key", gnupg_home.fingerprint, "--folders", "INBOX",
     ]  # fmt: skip
-    assert main(argv) == 4
+    assert main(argv) == 3  # docs/cli.md: credentials refused
     err = capsys.readouterr().err
-    assert err.startswith("imapcrypt: login")
+    assert err.startswith("imapcrypt: 127.0.0.1 refused the login")
+    assert "Gmail" not in err  # the app-password hint is for Gmail only
     assert config.read_text() == before
 
 
@@ -156,3 +162,74 @@ def test_yes_without_a_password_source_asks_for_options(gnupg_home: GnupgHome, t
     with pytest.raises(CredentialsError, match="--password-command"):
         run_init(args, NoPrompter())
     assert "[[account]]" not in config.read_text()
+
+
+@pytest.fixture
+def missing_home() -> Iterator[Path]:
+    """Where a GnuPG home will be, not created yet (a fresh machine); short: agent sockets need it."""
+    parent = Path(tempfile.mkdtemp(prefix="icfr-"))
+    yield parent / "gnupg"
+    subprocess.run(
+        ["gpgconf", "--kill", "all"],
+        check=False,
+        capture_output=True,
+        env={**os.environ, "GNUPGHOME": str(parent / "gnupg")},
+    )
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+def _fresh_argv(config: Path, mailbox: Mailbox, password: str, backup: Path) -> list[str]:
+    return [
+        "--config", str(config), "init", "--yes", "--name", "fresh", "--username", mailbox.user,
+        "--host", "127.0.0.1", "--port", str(mailbox.port), "--security", "plain",
+        "--password-command", f"echo {password}", "--generate-key", "Ann <ann@example.org>",
+        "--backup", str(backup), "--passphrase-fd", passphrase_fd("correct horse battery"),
+        "--folders", "INBOX",
+    ]  # fmt: skip
+
+
+def test_a_wrong_password_leaves_nothing_and_the_same_options_then_succeed(
+    mailbox: Mailbox, missing_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[gnupg]\nhome = "{missing_home}"\n')
+    before = config.read_text()
+    backup = tmp_path / "backup.asc"
+    assert main(_fresh_argv(config, mailbox, "wrong", backup)) == 3
+    assert "refused the login" in capsys.readouterr().err
+    assert not missing_home.exists()  # no key: not even the GnuPG home was made
+    assert not backup.exists()
+    assert config.read_text() == before
+    assert not (tmp_path / "data").exists()
+
+    assert main(_fresh_argv(config, mailbox, mailbox.password, backup)) == 0
+    assert missing_home.stat().st_mode & 0o777 == 0o700
+    assert backup.stat().st_mode & 0o777 == 0o600
+    account = load_config(config).account("fresh")
+    assert account.recipients[0] in proven_keys(tmp_path / "data", "fresh")
+    assert "fresh/INBOX: 0 would be encrypted" in capsys.readouterr().out
+
+
+def test_a_set_up_that_fails_after_making_the_key_removes_it(
+    mailbox: Mailbox, missing_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[gnupg]\nhome = "{missing_home}"\n')
+    before = config.read_text()
+    backup = tmp_path / "backup.asc"
+
+    def disk_full(_config: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(setup.config_write, "save", disk_full)  # the last step fails
+    with pytest.raises(OSError):
+        run_init(_args(*_fresh_argv(config, mailbox, mailbox.password, backup)), NoPrompter())
+    assert config.read_text() == before
+    assert not backup.exists()
+    listing = subprocess.run(
+        ["gpg", "--homedir", str(missing_home), "--batch", "--with-colons", "--list-keys"],
+        capture_output=True,
+        check=False,
+    ).stdout
+    assert b"fpr:" not in listing  # the key it made is gone again
+    assert not list((missing_home / "openpgp-revocs.d").glob("*.rev"))

@@ -1,8 +1,10 @@
 """`imapcrypt init`: the account and key wizard in the terminal (docs/cli.md).
 
 It asks for what it is not given as an option (with `--yes` it asks nothing and every value must come
-from options), and only writes the configuration once the key passed its self-test and the server
-accepted the login. It ends with a dry-run count; nothing on the server is changed.
+from options) and runs the set-up steps of `imapcrypt.setup` in their order: the login first (a
+refused one ends it with exit 3 before any key is made), where the password lives, the folders, the
+key with its backup and self-test, then the configuration. It ends with a dry-run count; nothing on
+the server is changed.
 """
 
 from __future__ import annotations
@@ -16,28 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, cast
 
+from imapcrypt import setup
 from imapcrypt.config import write as config_write
-from imapcrypt.config.model import (
-    Account,
-    Config,
-    Security,
-    default_config_path,
-    default_data_dir,
-    load_config,
-    parse_config,
-)
+from imapcrypt.config.model import Account, Security, default_config_path, parse_config
 from imapcrypt.config.providers import preset_for
-from imapcrypt.doctor import checks as doctor
-from imapcrypt.errors import ConfigError, CredentialsError, RecipientKeyError, ServerError
-from imapcrypt.imap.connect import connect
+from imapcrypt.errors import ConfigError, CredentialsError, ImapcryptError
 from imapcrypt.keys import manage as keys
-from imapcrypt.keys.selftest import confirm_secret_elsewhere, record_self_test, self_test
-from imapcrypt.openpgp.gnupg import GnuPG, normalise_fingerprint
-from imapcrypt.secrets import account_password, store_account_password
-from imapcrypt.wiring import open_account
-
-# Checks that judge the server and the login; the rest (keys, journal) are settled by init itself.
-SERVER_CHECKS = ("server", "TLS certificate", "login")
+from imapcrypt.openpgp.gnupg import normalise_fingerprint
 
 
 class Prompter(Protocol):
@@ -108,73 +95,87 @@ def _new_passphrase(args: argparse.Namespace, prompter: Prompter) -> str:
     return passphrase
 
 
-def _existing(
-    args: argparse.Namespace, gpg: GnuPG, fingerprint: str, prompter: Prompter
-) -> tuple[str, str | None]:
-    key = keys.find_key(gpg, fingerprint)
-    if args.passphrase_fd is not None:
-        return key.fingerprint, _read_fd(args.passphrase_fd)
-    if key.has_secret and not isinstance(prompter, NoPrompter):
-        return key.fingerprint, prompter.secret("Passphrase of that key, for the self-test (empty if none)")
-    return key.fingerprint, None
-
-
 def _choose_key(
-    args: argparse.Namespace, gpg: GnuPG, prompter: Prompter, say: Callable[[str], None]
-) -> tuple[str, str | None]:
-    """The key to encrypt to (given, picked from the home, or generated now) and its passphrase if known."""
-    if args.key:
-        return _existing(args, gpg, args.key, prompter)
+    args: argparse.Namespace, job: setup.SetUp, prompter: Prompter, say: Callable[[str], None]
+) -> None:
+    """The key to encrypt to: given, picked from the home, or generated now (with its backup)."""
+    fingerprint = args.key
     uid = args.generate_key
-    if not uid:
-        mine = [k for k in keys.list_keys(gpg) if k.can_encrypt]
+    if not fingerprint and not uid:
+        mine = setup.list_keys(job.base)
         for key in mine:
             say(f"  {key.fingerprint}  {', '.join(key.uids)}{'' if key.has_secret else ' (public only)'}")
         choice = prompter.ask(
             "Fingerprint of the key to use, or 'new' for a new one", "new" if not mine else ""
         )
         if choice.lower() != "new":
-            return _existing(args, gpg, normalise_fingerprint(choice), prompter)
-        uid = prompter.ask("Name and address for the new key, e.g. 'Ann <ann@example.org>'")
-    passphrase = _new_passphrase(args, prompter)
-    key = keys.generate_key(gpg, uid, passphrase, args.algorithm)
-    say(f"New key {key.fingerprint} ({key.algorithm}).")
-    revocation = keys.revocation_certificate_path(gpg, key.fingerprint)
-    say(f"Revocation certificate: {revocation} (keep a copy offline).")
-    backup = args.backup or Path.home() / f"imapcrypt-secret-key-{key.fingerprint[-16:]}.asc"
-    if args.backup or prompter.yes(f"Write a backup of the secret key to {backup} now?", True):
-        written = keys.backup_secret(gpg, key.fingerprint, Path(backup).expanduser(), passphrase)
-        say(f"Backup written to {written} (readable only by you): store it offline, e.g. on a USB stick.")
-    return key.fingerprint, passphrase
-
-
-def _prove_key(
-    config: Config, account: Account, gpg: GnuPG, passphrase: str | None, prompter: Prompter
-) -> None:
-    result = self_test(gpg, account.recipients, passphrase)
-    if result.passed:
-        record_self_test(config.data_dir, account.name, result)
+            fingerprint = normalise_fingerprint(choice)
+        else:
+            uid = prompter.ask(
+                "Name and address for the new key, e.g. 'Ann <ann@example.org>'",
+                setup.new_key_uid(job.account.username),
+            )
+    if fingerprint:
+        _pick(args, job, fingerprint, prompter)
         return
-    if result.needs_confirmation and prompter.yes(
+    passphrase = _new_passphrase(args, prompter)
+    backup = args.backup or Path.home() / f"imapcrypt-secret-key-{job.account.name}.asc"
+    if not (args.backup or prompter.yes(f"Write a backup of the secret key to {backup} now?", True)):
+        backup = None
+    key = job.make_key(uid, passphrase, backup, args.algorithm)
+    say(f"New key {key.fingerprint} ({key.algorithm}).")
+    say(
+        f"Revocation certificate: {keys.revocation_certificate_path(job.gnupg(), key.fingerprint)} "
+        "(keep a copy offline)."
+    )
+    if job.backup is not None:
+        say(f"Backup written to {job.backup} (readable only by you): store it offline, e.g. on a USB stick.")
+
+
+def _pick(args: argparse.Namespace, job: setup.SetUp, fingerprint: str, prompter: Prompter) -> None:
+    """Self-test a key already in the home (its passphrase asked, or read from --passphrase-fd)."""
+    key = keys.find_key(job.gnupg(), normalise_fingerprint(fingerprint))
+    passphrase: str | None = None
+    if args.passphrase_fd is not None:
+        passphrase = _read_fd(args.passphrase_fd)
+    elif key.has_secret and not isinstance(prompter, NoPrompter):
+        passphrase = prompter.secret("Passphrase of that key, for the self-test (empty if none)")
+    elsewhere = not key.has_secret and prompter.yes(
         "The secret key is not on this computer. Does it live on another device you can read mail with?",
         False,
-    ):
-        confirm_secret_elsewhere(config.data_dir, account.name, list(account.recipients))
-        return
-    raise RecipientKeyError(
-        "the key did not pass the self-test: " + "; ".join(result.problems or ("it did not decrypt",)),
-        "check the passphrase, or use a key whose secret part you hold",
     )
+    job.pick_key(key.fingerprint, passphrase, elsewhere)
+
+
+def _log_in(
+    args: argparse.Namespace, job: setup.SetUp, prompter: Prompter, say: Callable[[str], None]
+) -> setup.ServerReport:
+    """Step 1: log in, then make sure the password has a place to live (else ask for a command)."""
+    try:
+        report = job.check_server()
+    except setup.NoKeyringError as exc:
+        say(setup.failed_check(exc).line())
+        if isinstance(prompter, NoPrompter):
+            raise setup.NoKeyringError(exc.message, "give --password-command") from None
+        command = prompter.ask(
+            "No OS keyring here. A command that prints the password (e.g. pass show mail/me)"
+        )
+        if not command:
+            raise
+        job.account = dataclasses.replace(job.account, password_command=command)
+        report = job.check_server()
+    except ImapcryptError as exc:
+        say(setup.failed_check(exc).line())
+        raise
+    for check in report.checks:
+        say(check.line())
+    return report
 
 
 def run_init(args: argparse.Namespace, prompter: Prompter, say: Callable[[str], None] = print) -> int:
-    """Ask, check, write the account into the configuration, and show what would be encrypted."""
+    """Ask, log in, choose folders and key, save the account, and show what would be encrypted."""
     path: Path = args.config or default_config_path()
-    base = (
-        load_config(path)
-        if path.exists()
-        else Config(path=path, gnupg_home=default_data_dir() / "gnupg", data_dir=default_data_dir())
-    )
+    base = setup.base_config(path)
     name = args.name or prompter.ask("Account name", "personal" if not base.accounts else "")
     if any(a.name == name for a in base.accounts):
         raise ConfigError(f"{path}: an account named {name!r} exists already", "choose another name")
@@ -191,58 +192,41 @@ def run_init(args: argparse.Namespace, prompter: Prompter, say: Callable[[str], 
             "A command that prints the password (empty: keep it in the OS keyring)"
         )
     password = "" if password_command else prompter.secret(f"Password for {username}")
-    base.gnupg_home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    gpg = GnuPG(base.gnupg_home)
-    fingerprint, passphrase = _choose_key(args, gpg, prompter, say)
     account = Account(
         name=name,
         host=host,
         username=username,
-        recipients=(fingerprint,),
+        recipients=(),
         port=port,
         security=security,
         password_command=password_command or None,
         grace_minutes=args.grace_minutes,
         original=args.original,
     )
-    config = config_write.with_account(base, account)
-    parse_config(config_write.render(config, write_dirs=True), path)  # refuse bad values before connecting
-    login = (lambda: password) if password else None
-    for check in doctor.check_account(config, account, login):
-        if check.name in SERVER_CHECKS:
-            say(check.line())
-            if check.status == "FAIL":
-                raise ServerError(f"{check.name}: {check.detail}", check.fix or "check the server settings")
-    account = dataclasses.replace(account, folders=_choose_folders(args, account, password, prompter, say))
-    _prove_key(config, account, gpg, passphrase, prompter)
-    if password:
-        store_account_password(account, password)
-    config = config_write.save(config_write.with_account(base, account))
-    say(f"Wrote {config.path}.")
-    with open_account(config, account) as opened:
-        for folder in account.folders:
-            report = opened.engine.encrypt_folder(folder, backlog=True, dry_run=True)
-            say(
-                f"{account.name}/{folder}: {report.would_encrypt:,} would be encrypted, "
-                f"{report.already_ours:,} are already encrypted"
-            )
+    probe = dataclasses.replace(account, recipients=("0" * 40,))
+    parse_config(config_write.render(config_write.with_account(base, probe), write_dirs=True), path)
+    job = setup.SetUp(base, account, password)
+    report = _log_in(args, job, prompter, say)
+    job.choose_folders(_choose_folders(args, report, prompter, say))
+    setup.run_steps(job, [lambda: _choose_key(args, job, prompter, say), job.save])
+    assert job.saved is not None  # noqa: S101 - save() sets it or raised
+    say(f"Wrote {job.saved.path}.")
+    for folder, counted in job.dry_run().items():
+        say(
+            f"{name}/{folder}: {counted.would_encrypt:,} would be encrypted, "
+            f"{counted.already_encrypted:,} are already encrypted"
+        )
     say("Nothing was changed on the server. Next: `imapcrypt backlog` for this mail, then `imapcrypt run`.")
     return 0
 
 
 def _choose_folders(
-    args: argparse.Namespace, account: Account, password: str, prompter: Prompter, say: Callable[[str], None]
+    args: argparse.Namespace, report: setup.ServerReport, prompter: Prompter, say: Callable[[str], None]
 ) -> tuple[str, ...]:
     if args.folders:
         return tuple(f.strip() for f in args.folders.split(",") if f.strip())
-    session = connect(account, (lambda: password) if password else (lambda: account_password(account)))
-    try:
-        names = session.list_folders()
-        default = "INBOX,\\All" if session.is_gmail else "INBOX"
-    finally:
-        session.logout()
-    say("Folders on the server: " + ", ".join(names))
-    answer = prompter.ask("Folders to watch, separated by commas", default)
+    say("Folders on the server: " + ", ".join(report.folders))
+    answer = prompter.ask("Folders to watch, separated by commas", ",".join(report.suggested))
     return tuple(f.strip() for f in answer.split(",") if f.strip())
 
 

@@ -117,6 +117,12 @@ def _server_checks(account: Account, password: Callable[[], str] | None, now: dt
     return checks
 
 
+def session_checks(account: Account, session: Session) -> list[Check]:
+    """The checks of a logged-in session: what the server offers and what its absence costs, and the
+    account's folders (set-up shows these right after its own login)."""
+    return [*_capability_checks(account, session), *_folder_checks(account, session)]
+
+
 def _capability_checks(account: Account, s: Session) -> list[Check]:
     needs_trash = not s.can_expunge_uid or account.original == "trash"
     if s.can_expunge_uid:

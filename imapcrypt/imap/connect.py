@@ -25,6 +25,8 @@ from imapcrypt.imap.translate import translated_errors
 log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 60.0
+# Where a refused login deserves the hint that Gmail wants an app password, not the account's own.
+GMAIL_HOSTS = (".gmail.com", ".googlemail.com")
 
 
 def certificate_fingerprint(der: bytes) -> str:
@@ -107,8 +109,13 @@ def _connect(account: Account, password: Callable[[], str], token: Callable[[], 
         if token is not None:
             _oauth2_login(client, account, token)
         else:
-            with translated_errors(account.host, "login"):
-                client.login(account.username, password())
+            try:
+                with translated_errors(account.host, "login"):
+                    client.login(account.username, password())
+            except CredentialsError as exc:
+                if account.host.lower().endswith(GMAIL_HOSTS) and "app password" not in exc.fix:
+                    raise CredentialsError(exc.message, f"{exc.fix} (Gmail needs an app password)") from None
+                raise
         return Session(client, account)
     except TlsError as exc:
         fingerprint = _peer_fingerprint(account)

@@ -8,6 +8,7 @@ appear in a message.
 from __future__ import annotations
 
 import imaplib
+import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,17 @@ def _server_message(exc: BaseException) -> bytes:
     return text.splitlines()[0] if text else b""
 
 
+def _unreachable(exc: BaseException) -> str:
+    """Why a connection did not open, in words rather than an errno."""
+    if isinstance(exc, socket.gaierror):
+        return "no server has that name"
+    if isinstance(exc, ConnectionRefusedError):
+        return "nothing accepts connections on that port"
+    if isinstance(exc, TimeoutError):
+        return "no answer (a firewall, or the wrong port)"
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+
+
 @contextmanager
 def translated_errors(host: str, what: str) -> Iterator[None]:
     """Turn imapclient, imaplib and socket failures during `what` into imapcrypt errors."""
@@ -66,16 +78,17 @@ def translated_errors(host: str, what: str) -> Iterator[None]:
                 f"{host}: IMAP is turned off for this account",
                 "turn on IMAP in Gmail: Settings > See all settings > Forwarding and POP/IMAP",
             ) from None
-        raise CredentialsError(
-            f"{host} refused the login", "check the user name and password (Gmail needs an app password)"
-        ) from None
+        # Provider hints (Gmail's app passwords) are added by connect(), which knows the account.
+        raise CredentialsError(f"{host} refused the login", "check the user name and password") from None
     except ssl.SSLCertVerificationError as exc:
         raise TlsError(f"{host}: TLS certificate not trusted: {exc.verify_message}") from None
     except (imaplib.IMAP4.abort, imapclient.exceptions.IMAPClientAbortError) as exc:
         raise TransientError(f"{host}: connection lost during {what}: {exc}", "it will be retried") from None
     except (OSError, EOFError) as exc:
         if what == "connect":
-            raise TransientError(f"cannot reach {host}: {exc}", "check host, port and the network") from None
+            raise TransientError(
+                f"cannot reach {host}: {_unreachable(exc)}", "check host, port and the network"
+            ) from None
         raise TransientError(f"{host}: connection lost during {what}: {exc}", "it will be retried") from None
     except (imaplib.IMAP4.error, imapclient.exceptions.IMAPClientError) as exc:
         text = _server_message(exc)

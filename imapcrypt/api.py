@@ -1,0 +1,124 @@
+"""The front ends' one door into the core (docs/architecture.md): what the tray app may use.
+
+The UI imports from the core only this module, `imapcrypt.setup`, `imapcrypt.events` and
+`imapcrypt.errors` (tests/test_layering.py holds it to that). Everything here blocks on IMAP or GnuPG
+unless it says otherwise: the tray calls it through `run_task`, never on the GUI thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from imapcrypt import __version__, autostart, reader
+from imapcrypt.config import write as config_write
+from imapcrypt.config.model import Account, Config, default_config_path, default_data_dir, load_config
+from imapcrypt.config.providers import PRESETS, Preset
+from imapcrypt.daemon import AccountWorker, DaemonEvents, StateChange, WorkerState
+from imapcrypt.keys.unlock import check_passphrase, forget_passphrases
+from imapcrypt.openpgp.gnupg import GnuPG
+from imapcrypt.reader import Attachment, ParsedMessage, Summary
+from imapcrypt.secrets import store_account_password
+from imapcrypt.wiring import account_passphrase, open_session
+
+__all__ = [
+    "PRESETS",
+    "Account",
+    "AccountWorker",
+    "Attachment",
+    "Config",
+    "DaemonEvents",
+    "ParsedMessage",
+    "Preset",
+    "StateChange",
+    "Summary",
+    "WorkerState",
+    "__version__",
+    "autostart_enabled",
+    "default_config_path",
+    "default_data_dir",
+    "list_folder",
+    "load_config",
+    "lock",
+    "open_message",
+    "save_account",
+    "set_autostart",
+    "stored_passphrase",
+    "summaries_of",
+    "unlock",
+]
+
+
+def save_account(config: Config, account: Account, password: str = "") -> Config:
+    """Write `account` into the configuration (replacing its namesake); a new `password` goes to the
+    OS keyring. Returns the configuration as written."""
+    saved = config_write.save(config_write.with_account(config, account))
+    if password:
+        store_account_password(account, password)
+    return saved
+
+
+def autostart_enabled() -> bool:
+    """Whether the tray app starts at login (fast: reads a file)."""
+    return autostart.is_enabled()
+
+
+def set_autostart(enabled: bool) -> None:
+    """Start the tray app at login, or stop doing so (OSError if the entry cannot be written)."""
+    if enabled:
+        autostart.enable()
+    else:
+        autostart.disable()
+
+
+def list_folder(config: Config, account: Account, folder: str, passphrase: str | None) -> list[Summary]:
+    """The newest messages of `folder`; subjects decrypted when `passphrase` is given (unlocked)."""
+    gpg = GnuPG(config.gnupg_home) if passphrase is not None else None
+    session = open_session(account)
+    try:
+        return reader.list_messages(session, folder, gpg, passphrase)
+    finally:
+        session.logout()
+
+
+def summaries_of(
+    config: Config, account: Account, folder: str, uids: Sequence[int], passphrase: str | None
+) -> dict[int, Summary]:
+    """The list lines of these `uids` of `folder` (those still there), by UID."""
+    gpg = GnuPG(config.gnupg_home) if passphrase is not None else None
+    session = open_session(account)
+    try:
+        return reader.summaries_of(session, folder, uids, gpg, passphrase)
+    finally:
+        session.logout()
+
+
+def open_message(
+    config: Config, account: Account, folder: str, uid: int, passphrase: str | None
+) -> ParsedMessage:
+    """Fetch message `uid` (nothing is marked \\Seen), decrypt it in memory and split it for showing."""
+    gpg = GnuPG(config.gnupg_home)
+    session = open_session(account)
+    try:
+        return reader.parse_message(reader.fetch_original(session, folder, uid, gpg, passphrase))
+    finally:
+        session.logout()
+
+
+def stored_passphrase(account: Account) -> str | None:
+    """The passphrase from `passphrase_command` or the keyring (`keys ... --remember`), else None."""
+    return account_passphrase(account)
+
+
+def unlock(config: Config, account: Account, passphrase: str) -> str:
+    """Check `passphrase` against the account's secret key itself, whatever gpg-agent has cached.
+
+    Returns the fingerprint it opens; CredentialsError if it is wrong
+    (docs/keys.md#gpg-agent-caches-passphrases).
+    """
+    return check_passphrase(GnuPG(config.gnupg_home), account.recipients, passphrase)
+
+
+def lock(config: Config, account: Account) -> None:
+    """Make gpg-agent forget the passphrase of the account's keys: the next read must ask again."""
+    if config.gnupg_home.is_dir():
+        forget_passphrases(GnuPG(config.gnupg_home), account.recipients)
