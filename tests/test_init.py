@@ -222,7 +222,7 @@ def test_a_set_up_that_fails_after_making_the_key_removes_it(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(setup.config_write, "save", disk_full)  # the last step fails
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="No space left"):
         run_init(_args(*_fresh_argv(config, mailbox, mailbox.password, backup)), NoPrompter())
     assert config.read_text() == before
     assert not backup.exists()
