@@ -22,6 +22,7 @@ from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.gnupg_home import GnupgHome, make_gnupg_home, remove_gnupg_home
 from tests.fixtures.keys import passphrase_fd
 from tests.fixtures.mailbox import Mailbox
+from tests.fixtures.terminal import converse
 
 
 class Scripted:
@@ -233,3 +234,58 @@ def test_a_set_up_that_fails_after_making_the_key_removes_it(
     ).stdout
     assert b"fpr:" not in listing  # the key it made is gone again
     assert not list((missing_home / "openpgp-revocs.d").glob("*.rev"))
+
+
+def test_init_on_a_terminal_wrong_password_then_right(mailbox: Mailbox) -> None:
+    home = Path(tempfile.mkdtemp(prefix="icpty-"))  # short: the agent's sockets live below it
+    env = {**os.environ, "HOME": str(home), "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    env.pop("GNUPGHOME", None)
+    config = home / "config.toml"
+    data = home / ".local" / "share" / "imapcrypt"
+    server = [
+        ("Account name", ""),
+        ("User name", mailbox.user),
+        ("IMAP server", "127.0.0.1"),
+        ("Port", str(mailbox.port)),
+        ("Security", "plain"),
+        ("command that prints the password (empty", ""),
+    ]
+    try:
+        wrong = converse(["--config", str(config), "init"], env, [*server, ("Password for", "wrong")])
+        assert wrong.exit_code == 3, wrong.output
+        assert "refused the login" in wrong.output
+        assert "wrong" not in wrong.output.split("Password for", 1)[1]  # not echoed
+        assert not config.exists()
+        assert not data.exists()  # no GnuPG home, no key, no journal
+        assert not list(home.glob("imapcrypt-secret-key-*"))
+
+        right = converse(
+            ["--config", str(config), "init"],
+            env,
+            [
+                *server,
+                ("Password for", mailbox.password),
+                ("No OS keyring here", f"echo {mailbox.password}"),
+                ("Folders to watch", ""),
+                ("Fingerprint of the key to use", ""),
+                ("Name and address for the new key", "Ann <ann@example.org>"),
+                ("Passphrase for the new secret key", "correct horse battery"),
+                ("The same passphrase again", "correct horse battery"),
+                ("Write a backup", ""),
+            ],
+        )
+        assert right.exit_code == 0, right.output
+        assert "correct horse" not in right.output
+        account = load_config(config).account("personal")
+        assert account.password_command == f"echo {mailbox.password}"
+        assert (data / "gnupg").stat().st_mode & 0o777 == 0o700
+        assert (home / "imapcrypt-secret-key-personal.asc").stat().st_mode & 0o777 == 0o600
+        assert "personal/INBOX: 0 would be encrypted" in right.output
+    finally:
+        subprocess.run(
+            ["gpgconf", "--kill", "all"],
+            check=False,
+            capture_output=True,
+            env={**os.environ, "GNUPGHOME": str(data / "gnupg")},
+        )
+        shutil.rmtree(home, ignore_errors=True)
