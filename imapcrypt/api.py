@@ -8,6 +8,7 @@ unless it says otherwise: the tray calls it through `run_task`, never on the GUI
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from imapcrypt import __version__, autostart, reader
 from imapcrypt.config import write as config_write
@@ -18,7 +19,11 @@ from imapcrypt.keys.unlock import check_passphrase, forget_passphrases
 from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.reader import Attachment, ParsedMessage, Summary
 from imapcrypt.secrets import store_account_password
+from imapcrypt.setup import order_folders
 from imapcrypt.wiring import account_passphrase, open_session
+
+if TYPE_CHECKING:
+    from imapcrypt.demo import Demo
 
 __all__ = [
     "PRESETS",
@@ -41,7 +46,9 @@ __all__ = [
     "lock",
     "open_message",
     "save_account",
+    "server_folders",
     "set_autostart",
+    "start_demo",
     "stored_passphrase",
     "summaries_of",
     "unlock",
@@ -104,6 +111,15 @@ def open_message(
         session.logout()
 
 
+def server_folders(account: Account) -> tuple[str, ...]:
+    """The account's folders on the server, INBOX first, then by name."""
+    session = open_session(account)
+    try:
+        return order_folders(session.list_folders())
+    finally:
+        session.logout()
+
+
 def stored_passphrase(account: Account) -> str | None:
     """The passphrase from `passphrase_command` or the keyring (`keys ... --remember`), else None."""
     return account_passphrase(account)
@@ -122,3 +138,10 @@ def lock(config: Config, account: Account) -> None:
     """Make gpg-agent forget the passphrase of the account's keys: the next read must ask again."""
     if config.gnupg_home.is_dir():
         forget_passphrases(GnuPG(config.gnupg_home), account.recipients)
+
+
+def start_demo() -> Demo:
+    """Start the built-in demo server with sample mail and a throwaway key (docs/tray.md#demo)."""
+    from imapcrypt import demo  # noqa: PLC0415 - its server is loaded only when someone asks for it
+
+    return demo.start_demo()

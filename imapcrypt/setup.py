@@ -45,7 +45,12 @@ PROBE_TIMEOUT_SECONDS = 10.0
 
 
 class NoKeyringError(CredentialsError):
-    """The login worked but no OS keyring can keep the password: a password command is needed."""
+    """The login worked but no OS keyring can keep the password: a password command is needed.
+
+    `checks` are the lines that passed before it (the login among them), for showing.
+    """
+
+    checks: tuple[Check, ...] = ()
 
 
 def base_config(path: Path, data_dir: Path | None = None, gnupg_home: Path | None = None) -> Config:
@@ -161,7 +166,11 @@ class SetUp:
             suggested = ("INBOX", "\\All") if session.is_gmail else ("INBOX",)
         finally:
             session.logout()
-        place = self._password_place()
+        try:
+            place = self._password_place()
+        except NoKeyringError as exc:
+            exc.checks = tuple(lines)
+            raise
         lines.append(Check("password storage", "OK", f"the password will be kept in {place}"))
         self.report = ServerReport(tuple(lines), folders, suggested, place)
         return self.report

@@ -109,3 +109,42 @@ def test_core_imports_have_no_circle() -> None:
 
     circles = [c for c in (visit(m, []) for m in sorted(graph)) if c]
     assert circles == []
+
+
+# What the tray app (ui/) may import of the core: its one door and the set-up flow, the events it
+# shows, the errors it catches, and the version.
+UI_MAY_IMPORT = frozenset(
+    {"imapcrypt.api", "imapcrypt.setup", "imapcrypt.events", "imapcrypt.errors", "imapcrypt.__version__"}
+)
+
+
+def _ui_imports() -> dict[str, set[str]]:
+    """Every ui/*.py file and the imapcrypt modules (or names imported from `imapcrypt`) it uses."""
+    root = Path(imapcrypt.__file__).parent.parent / "ui"
+    found: dict[str, set[str]] = {}
+    for path in sorted(root.glob("*.py")):
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module == "imapcrypt":
+                    targets |= {f"imapcrypt.{alias.name}" for alias in node.names}
+                elif node.module.startswith("imapcrypt."):
+                    targets.add(node.module)
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.split(".")[0] == "imapcrypt"}
+        found[path.name] = targets
+    return found
+
+
+def test_the_ui_reaches_the_core_only_through_its_door() -> None:
+    imports = _ui_imports()
+    assert "wizard.py" in imports  # the walk found the tray app's files
+    around = sorted(f"{name} -> {t}" for name, targets in imports.items() for t in targets - UI_MAY_IMPORT)
+    assert around == [], "the UI imports the core only through imapcrypt.api and imapcrypt.setup"
+
+
+def test_the_door_names_what_it_exports() -> None:
+    from imapcrypt import api  # noqa: PLC0415 - the subject of this test
+
+    assert sorted(api.__all__) == sorted(set(api.__all__))
+    assert all(hasattr(api, name) for name in api.__all__)

@@ -49,6 +49,46 @@ def test_presets_fill_the_server(qtbot: QtBot, tmp_path: Path) -> None:
     assert "app password" in page.note.text()
 
 
+def _log_in(qtbot: QtBot, wizard: SetupWizard) -> None:
+    page = wizard.account_page
+    with qtbot.waitSignal(page.tested, timeout=WAIT_MS):
+        page.test_button.click()
+
+
+def _fill_account(wizard: SetupWizard, mailbox: Mailbox, password: str) -> None:
+    page = wizard.account_page
+    page.provider.setCurrentText("Gmail")
+    page.provider.setCurrentText("Other provider")
+    assert page.host.text() == ""  # nothing of Gmail's server stays
+    assert not wizard.button(wizard.WizardButton.NextButton).isEnabled()
+    page.address.setText(mailbox.user)
+    page.password.setText(password)
+    page.host.setText("127.0.0.1")
+    page.port.setValue(mailbox.port)
+    page.security.setCurrentText("plain")
+
+
+def _lines(wizard: SetupWizard) -> list[str]:
+    results = wizard.account_page.results
+    return [results.item(i).text() for i in range(results.count())]
+
+
+def _make_key(qtbot: QtBot, wizard: SetupWizard, backup: Path) -> None:
+    key = wizard.key_page
+    qtbot.waitUntil(lambda: key._listed, timeout=WAIT_MS)
+    key.passphrase.setText(PASSPHRASE)
+    key.repeat.setText(PASSPHRASE)
+    key.backup.setText(str(backup))
+    with qtbot.waitSignal(key.key_ready, timeout=WAIT_MS):
+        key.generate.click()
+    assert not key.generate.isEnabled()  # one key is enough
+    assert b"BEGIN PGP PRIVATE KEY BLOCK" in backup.read_bytes()
+    assert backup.stat().st_mode & 0o777 == 0o600
+
+
+PASSPHRASE = "correct horse battery"
+
+
 def test_wizard_end_to_end(
     qtbot: QtBot, rig: Rig, memory_keyring: MemoryKeyring, empty_gnupg: GnuPG, tmp_path: Path
 ) -> None:
@@ -62,50 +102,29 @@ def test_wizard_end_to_end(
     assert wizard.isVisible()
     qtbot.addWidget(wizard)
 
-    # 1. The account.
-    page = wizard.account_page
-    page.provider.setCurrentText("Other provider")
-    assert not wizard.button(wizard.WizardButton.NextButton).isEnabled()
-    page.address.setText(rig.mailbox.user)
-    page.password.setText(rig.mailbox.password)
-    page.host.setText("127.0.0.1")
-    page.port.setValue(rig.mailbox.port)
-    page.security.setCurrentText("plain")
-    assert wizard.button(wizard.WizardButton.NextButton).isEnabled()
-    wizard.next()
-
-    # 2. The connection test: doctor's checks, listed.
-    connection = wizard.connection_page
-    assert wizard.currentPage() is connection
-    with qtbot.waitSignal(connection.tested, timeout=WAIT_MS):
-        connection.test_button.click()
-    lines = [connection.results.item(i).text() for i in range(connection.results.count())]
+    # 1. The account and the login: doctor's lines, listed on the same page.
+    _fill_account(wizard, rig.mailbox, rig.mailbox.password)
+    _log_in(qtbot, wizard)
+    lines = _lines(wizard)
     assert any(line.startswith("✔  login:") for line in lines), lines
     assert any("UIDPLUS" in line for line in lines)
+    assert any("OS keyring" in line for line in lines)
     assert not any(line.startswith("✘") for line in lines), lines
-    assert connection.isComplete()
-    assert "INBOX" in wizard.model.folders_found
+    assert wizard.account_page.isComplete()
     wizard.next()
 
-    # 3. A new key with a passphrase and a backup; it passes the self-test.
-    key = wizard.key_page
-    backup = tmp_path / "secret-key.asc"
-    key.passphrase.setText("correct horse battery")
-    key.repeat.setText("correct horse battery")
-    key.backup.setText(str(backup))
-    with qtbot.waitSignal(key.key_ready, timeout=WAIT_MS):
-        key.generate.click()
-    assert b"BEGIN PGP PRIVATE KEY BLOCK" in backup.read_bytes()
-    assert backup.stat().st_mode & 0o777 == 0o600
-    wizard.next()
-
-    # 4. Folders from the server; 5. the policy.
+    # 2. Folders from the server (INBOX first); 3. the policy.
     assert wizard.folders_page.chosen() == ("INBOX",)
     wizard.next()
     wizard.policy_page.grace.setValue(0)
     wizard.next()
 
-    # 6. The dry run counts and changes nothing.
+    # 4. A new key with a passphrase and a backup; it passes the self-test.
+    _make_key(qtbot, wizard, tmp_path / "secret-key.asc")
+    assert not config_path.exists()  # nothing is saved before the dry-run page
+    wizard.next()
+
+    # 5. The dry run saves, counts and changes nothing.
     before = rig.mailbox.state()
     dry = wizard.dry_run_page
     qtbot.waitUntil(lambda: dry.done, timeout=WAIT_MS)
@@ -113,16 +132,17 @@ def test_wizard_end_to_end(
     assert rig.mailbox.state() == before
     config = load_config(config_path)
     account = config.account(None)
-    assert account.recipients == (key.fingerprint,)
+    assert account.recipients == (wizard.key_page.fingerprint,)
     assert account.password_command is None
     assert rig.mailbox.password not in config_path.read_text()
     assert memory_keyring.entries[("imapcrypt", account.keyring_user)] == rig.mailbox.password
     wizard.next()
 
-    # 7. Start, existing mail too: the tray's worker encrypts it, with progress.
+    # 6. Start, existing mail too: the tray's worker encrypts it, with progress.
     start = wizard.start_page
     assert start.existing.isChecked()
     start.start_button.click()
+    assert not wizard.button(wizard.WizardButton.CancelButton).isVisible()  # done: nothing to cancel
     qtbot.waitUntil(lambda: _all_ours(rig.mailbox), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: start.progress.value() == 7, timeout=WAIT_MS)
     assert len(rig.mailbox.state()) == 7

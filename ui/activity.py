@@ -23,10 +23,7 @@ from imapcrypt_ui.qt import (
 from imapcrypt_ui.reader import Unlocked, human_size
 from imapcrypt_ui.tasks import run_task
 
-from imapcrypt import reader
-from imapcrypt.config.model import Config
-from imapcrypt.openpgp.gnupg import GnuPG
-from imapcrypt.wiring import open_session
+from imapcrypt import api
 
 COLUMNS = ["Time", "Account", "Folder", "What", "Sender", "Size", "Subject", "Fix"]
 
@@ -102,20 +99,12 @@ class ActivityWindow(QWidget):
 
 
 def _details(
-    config: Config, wanted: dict[tuple[str, str], list[int]], unlocked: Unlocked
+    config: api.Config, wanted: dict[tuple[str, str], list[int]], unlocked: Unlocked
 ) -> dict[tuple[str, str, int], tuple[str, str | None]]:
     found: dict[tuple[str, str, int], tuple[str, str | None]] = {}
-    gpg = GnuPG(config.gnupg_home)
     for (account_name, folder), uids in wanted.items():
         account = config.account(account_name)
-        passphrase = unlocked.get(account_name)
-        session = open_session(account)
-        try:
-            summaries = reader.summaries_of(
-                session, folder, uids, gpg if passphrase is not None else None, passphrase
-            )
-        finally:
-            session.logout()
+        summaries = api.summaries_of(config, account, folder, uids, unlocked.get(account_name))
         for uid, summary in summaries.items():
             found[(account_name, folder, uid)] = (summary.sender, summary.subject)
     return found

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from imapcrypt_ui.activity import ActivityWindow
 from imapcrypt_ui.controller import Controller, WorkerFactory
@@ -22,8 +23,8 @@ from imapcrypt_ui.tasks import run_task
 from imapcrypt_ui.tray import Tray, state_icon
 from imapcrypt_ui.wizard import SetupWizard
 
-from imapcrypt import __version__
-from imapcrypt.config.model import Config, default_config_path, load_config
+from imapcrypt import __version__, api
+from imapcrypt.api import Config, default_config_path, load_config
 from imapcrypt.errors import ConfigError, ImapcryptError
 
 log = logging.getLogger(__name__)
@@ -104,13 +105,11 @@ class TrayApp:
 
     def start_demo(self) -> None:
         """Start the embedded demo server with sample mail and a throwaway key, then run it."""
-        from imapcrypt import demo  # noqa: PLC0415 - only when asked for
-
         if self.wizard is not None:
             self.wizard.account_page.demo.setEnabled(False)
             self.wizard.account_page.demo.setText("Starting the demo…")
 
-        def started(running: demo.Demo) -> None:
+        def started(running: Any) -> None:
             self.demo = running
             if self.wizard is not None:
                 self.wizard.hide()
@@ -128,7 +127,7 @@ class TrayApp:
                 self.wizard.account_page.demo.setEnabled(True)
                 self.wizard.account_page.demo.setText(f"The demo could not start: {text}")
 
-        run_task(demo.start_demo, started, failed, name="demo")
+        run_task(api.start_demo, started, failed, name="demo")
 
     def open_reader(self) -> ReaderWindow | None:
         """The reader for the running configuration."""

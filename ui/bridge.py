@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from imapcrypt_ui.qt import QObject, Signal
 
-from imapcrypt.daemon import StateChange
+from imapcrypt.api import StateChange
 from imapcrypt.errors import ImapcryptError
 from imapcrypt.events import MessageDone, Progress
 

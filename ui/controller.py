@@ -20,8 +20,7 @@ from typing import Literal, Protocol
 from imapcrypt_ui.bridge import EngineBridge
 from imapcrypt_ui.qt import QObject, Signal, Slot
 
-from imapcrypt.config.model import Account, Config
-from imapcrypt.daemon import AccountWorker, DaemonEvents, StateChange, WorkerState
+from imapcrypt.api import Account, AccountWorker, Config, DaemonEvents, StateChange, WorkerState
 from imapcrypt.errors import ImapcryptError
 from imapcrypt.events import MessageDone, Progress
 

@@ -1,8 +1,11 @@
 """The reader window: folders, the message list with decrypted subjects, and one message shown safely.
 
-Subjects are decrypted only after the user unlocks the reader with the key's passphrase (kept in
-memory for this run of the app, never written anywhere). Messages are decrypted in memory; the copy
-on the server is not touched (BODY.PEEK: not even \\Seen).
+Subjects are decrypted only after the user unlocks the reader with the key's passphrase, checked
+against the key itself whatever gpg-agent has cached (`api.unlock`), and kept in memory for this run
+of the app, never written anywhere; "Lock" forgets it and makes the agent forget it too. Messages are
+decrypted in memory; the copy on the server is not touched (BODY.PEEK: not even \\Seen). The pane
+shows only the selected message: it is cleared when another is chosen, says so when the server cannot
+be reached, and tries again until it answers.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from imapcrypt_ui.qt import (
     Qt,
     QTableWidget,
     QTableWidgetItem,
+    QTimer,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -36,11 +40,9 @@ from imapcrypt_ui.qt import (
 from imapcrypt_ui.safe_html import SafeTextBrowser
 from imapcrypt_ui.tasks import run_task
 
-from imapcrypt import reader
-from imapcrypt.config.model import Account, Config
-from imapcrypt.errors import ImapcryptError
-from imapcrypt.openpgp.gnupg import GnuPG
-from imapcrypt.wiring import account_passphrase, open_session
+from imapcrypt import api
+from imapcrypt.api import Account, Config, ParsedMessage, Summary
+from imapcrypt.errors import ImapcryptError, ServerError
 
 LOCKED = "(encrypted: unlock to read)"
 
@@ -56,8 +58,12 @@ class Unlocked:
         return self._by_account.get(account)
 
     def set(self, account: str, passphrase: str) -> None:
-        """Remember a passphrase that opened a subject."""
+        """Remember a passphrase that was checked against the account's key."""
         self._by_account[account] = passphrase
+
+    def forget(self, account: str) -> None:
+        """Lock `account` again."""
+        self._by_account.pop(account, None)
 
     def __contains__(self, account: str) -> bool:
         return account in self._by_account
@@ -83,6 +89,11 @@ class ReaderWindow(QMainWindow):
     listed = Signal()  # the message list was filled
     opened = Signal()  # a message is shown
     failed = Signal(str)
+    unlock_refused = Signal(str)  # the passphrase did not open the key
+    lock_changed = Signal()  # unlocked or locked again
+
+    RETRY_FIRST_MS = 2_000  # then doubling up to RETRY_MAX_MS while the server does not answer
+    RETRY_MAX_MS = 60_000
 
     def __init__(
         self, config: Config, unlocked: Unlocked, ask_passphrase: Callable[[str], str | None] | None = None
@@ -103,6 +114,10 @@ class ReaderWindow(QMainWindow):
         self.messages.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.unlock_button = QPushButton("Unlock subjects…")
         self.unlock_button.clicked.connect(self.unlock)
+        self.lock_button = QPushButton("Lock")
+        self.lock_button.setToolTip("Forget the passphrase (gpg-agent too): the next read asks again")
+        self.lock_button.clicked.connect(self.lock)
+        self.lock_button.setEnabled(False)
         self.status = QLabel()
         self.header = QLabel()
         self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -116,8 +131,14 @@ class ReaderWindow(QMainWindow):
         self.save_button.setEnabled(False)
         self._lay_out()
         self.current: tuple[Account, str] | None = None
-        self.summaries: list[reader.Summary] = []
-        self.parsed: reader.ParsedMessage | None = None
+        self.summaries: list[Summary] = []
+        self.parsed: ParsedMessage | None = None
+        self.wanted: tuple[str, str, int] | None = None  # the message the pane should show
+        self.retry_ms = self.RETRY_FIRST_MS
+        self._retry = QTimer(self)
+        self._retry.setSingleShot(True)
+        self._retry.timeout.connect(self._try_again)
+        self._open_after_unlock: int | None = None
         self._fill_folders()
         self.folders.itemClicked.connect(self._folder_clicked)
         self.messages.cellClicked.connect(lambda row, _col: self.open_row(row))
@@ -127,6 +148,7 @@ class ReaderWindow(QMainWindow):
         middle_layout = QVBoxLayout(middle)
         top = QHBoxLayout()
         top.addWidget(self.unlock_button)
+        top.addWidget(self.lock_button)
         top.addWidget(self.status, 1)
         middle_layout.addLayout(top)
         middle_layout.addWidget(self.messages)
@@ -164,21 +186,21 @@ class ReaderWindow(QMainWindow):
     def show_folder(self, account_name: str, folder: str) -> None:
         """List `folder` of `account_name` in the background (subjects decrypted when unlocked)."""
         account = self.config.account(account_name)
+        if self.current is None or self.current[0].name != account_name or self.current[1] != folder:
+            self.clear_message()
         self.current = (account, folder)
         self.status.setText(f"Loading {folder}…")
         passphrase = self.unlocked.get(account.name)
-        gpg = GnuPG(self.config.gnupg_home) if passphrase is not None else None
+        self._show_lock_state()
+        config = self.config
+        run_task(
+            lambda: api.list_folder(config, account, folder, passphrase),
+            self._listed,
+            self._list_failed,
+            name="reader-list",
+        )
 
-        def load() -> list[reader.Summary]:
-            session = open_session(account)
-            try:
-                return reader.list_messages(session, folder, gpg, passphrase)
-            finally:
-                session.logout()
-
-        run_task(load, self._listed, self._failed, name="reader-list")
-
-    def show_summaries(self, summaries: list[reader.Summary]) -> None:
+    def show_summaries(self, summaries: list[Summary]) -> None:
         """Fill the list (also used with sample data for screenshots)."""
         self.summaries = summaries
         self.messages.setRowCount(len(summaries))
@@ -191,7 +213,8 @@ class ReaderWindow(QMainWindow):
         self.messages.resizeColumnToContents(1)
         self.messages.setColumnWidth(0, min(self.messages.sizeHintForColumn(0), 220))
 
-    def _listed(self, summaries: list[reader.Summary]) -> None:
+    def _listed(self, summaries: list[Summary]) -> None:
+        self.retry_ms = self.RETRY_FIRST_MS
         self.show_summaries(summaries)
         locked = self.current is not None and self.current[0].name not in self.unlocked
         ours = sum(1 for s in summaries if s.encrypted_by_us)
@@ -205,6 +228,27 @@ class ReaderWindow(QMainWindow):
         self.status.setText(text)
         self.failed.emit(text)
 
+    def _list_failed(self, exc: BaseException) -> None:
+        self._failed(exc)
+        if isinstance(exc, ServerError):
+            self.status.setText(f"The server cannot be reached ({_short(exc)}). Trying again…")
+            self._schedule_retry()
+
+    # -- the server is away: try again until it answers ----------------------------------------------
+    def _schedule_retry(self) -> None:
+        self._retry.start(self.retry_ms)
+        self.retry_ms = min(self.retry_ms * 2, self.RETRY_MAX_MS)
+
+    def _try_again(self) -> None:
+        """Reload what the window shows: the folder's list, and the wanted message if there is one."""
+        if self.current is None:
+            return
+        account, folder = self.current
+        wanted = self.wanted
+        self.show_folder(account.name, folder)
+        if wanted is not None and wanted[:2] == (account.name, folder):
+            self._fetch(account, folder, wanted[2])
+
     # -- unlocking ---------------------------------------------------------------------------------
     def _prompt(self, account: str) -> str | None:
         text, ok = QInputDialog.getText(
@@ -213,44 +257,127 @@ class ReaderWindow(QMainWindow):
         return text if ok else None
 
     def unlock(self) -> None:
-        """Ask for the passphrase (unless a passphrase command or the keyring has it) and relist."""
+        """Ask for the passphrase (unless a passphrase command or the keyring has it), check it against
+        the key itself in the background, and relist with subjects."""
         if self.current is None:
             return
         account = self.current[0]
-        passphrase = account_passphrase(account)
+        self.unlock_button.setEnabled(False)
+        run_task(
+            lambda: api.stored_passphrase(account),
+            lambda stored: self._check(account, stored),
+            self._unlock_failed,
+            name="reader-passphrase",
+        )
+
+    def _check(self, account: Account, stored: str | None) -> None:
+        passphrase = stored if stored is not None else self._ask(account.name)
         if passphrase is None:
-            passphrase = self._ask(account.name)
-        if passphrase is None:
+            self.unlock_button.setEnabled(True)
+            self._open_after_unlock = None
             return
+        self.status.setText("Checking the passphrase…")
+        config = self.config
+
+        def check() -> str:
+            api.unlock(config, account, passphrase)
+            return passphrase
+
+        run_task(check, lambda checked: self._unlocked(account, checked), self._unlock_failed, name="unlock")
+
+    def _unlocked(self, account: Account, passphrase: str) -> None:
         self.unlocked.set(account.name, passphrase)
-        self.show_folder(account.name, self.current[1])
+        self._show_lock_state()
+        self.lock_changed.emit()
+        if self.current is not None:
+            self.show_folder(account.name, self.current[1])
+        row, self._open_after_unlock = self._open_after_unlock, None
+        if row is not None:
+            self.open_row(row)
+
+    def _unlock_failed(self, exc: BaseException) -> None:
+        self._open_after_unlock = None
+        text = exc.message if isinstance(exc, ImapcryptError) else f"failed: {type(exc).__name__}"
+        self.status.setText(f"Still locked: {text}.")
+        self._show_lock_state()
+        self.unlock_refused.emit(text)
+
+    def lock(self) -> None:
+        """Forget the passphrase of the shown account (gpg-agent's cache too) and hide the subjects."""
+        if self.current is None:
+            return
+        account, folder = self.current
+        self.unlocked.forget(account.name)
+        self.clear_message()
+        self._show_lock_state()
+        config = self.config
+        run_task(lambda: api.lock(config, account), lambda _none: self.lock_changed.emit(), self._failed)
+        self.show_folder(account.name, folder)
+
+    def _show_lock_state(self) -> None:
+        unlocked = self.current is not None and self.current[0].name in self.unlocked
+        self.unlock_button.setEnabled(self.current is not None and not unlocked)
+        self.lock_button.setEnabled(unlocked)
 
     # -- one message -------------------------------------------------------------------------------
     def open_row(self, row: int) -> None:
-        """Fetch and decrypt the message in `row` in the background, then show it."""
+        """Fetch and decrypt the message in `row` in the background, then show it (nothing else)."""
         if self.current is None or not 0 <= row < len(self.summaries):
             return
         account, folder = self.current
-        uid = self.summaries[row].uid
-        passphrase = self.unlocked.get(account.name)
-        if passphrase is None and self.summaries[row].encrypted_by_us:
+        summary = self.summaries[row]
+        self.clear_message()
+        if self.unlocked.get(account.name) is None and summary.encrypted_by_us:
+            self._open_after_unlock = row
+            self.header.setText("Locked: unlock with the key's passphrase to read this message.")
             self.unlock()
-            passphrase = self.unlocked.get(account.name)
-            if passphrase is None:
-                return
-        gpg = GnuPG(self.config.gnupg_home)
+            return
+        self._fetch(account, folder, summary.uid)
 
-        def load() -> reader.ParsedMessage:
-            session = open_session(account)
-            try:
-                return reader.parse_message(reader.fetch_original(session, folder, uid, gpg, passphrase))
-            finally:
-                session.logout()
-
+    def _fetch(self, account: Account, folder: str, uid: int) -> None:
+        wanted = (account.name, folder, uid)
+        self.wanted = wanted
+        passphrase = self.unlocked.get(account.name)
+        config = self.config
         self.header.setText("Decrypting…")
-        run_task(load, self.show_message, self._failed, name="reader-open")
+        run_task(
+            lambda: api.open_message(config, account, folder, uid, passphrase),
+            lambda parsed: self._opened(wanted, parsed),
+            lambda exc: self._open_failed(wanted, exc),
+            name="reader-open",
+        )
 
-    def show_message(self, parsed: reader.ParsedMessage) -> None:
+    def clear_message(self) -> None:
+        """Empty the pane: nothing of the previously shown message stays."""
+        self.wanted = None
+        self.parsed = None
+        self.header.clear()
+        self.notice.clear()
+        self.body.clear()
+        self.attachments.clear()
+        self.save_button.setEnabled(False)
+
+    def _opened(self, wanted: tuple[str, str, int], parsed: ParsedMessage) -> None:
+        if wanted != self.wanted:  # another message was chosen meanwhile
+            return
+        self.retry_ms = self.RETRY_FIRST_MS
+        self.show_message(parsed)
+
+    def _open_failed(self, wanted: tuple[str, str, int], exc: BaseException) -> None:
+        if wanted != self.wanted:
+            return
+        if isinstance(exc, ServerError):
+            self.header.setText(
+                f"This message cannot be fetched: the server does not answer ({_short(exc)}). "
+                "Trying again until it does…"
+            )
+            self._schedule_retry()
+            self.failed.emit(str(exc))
+            return
+        self.header.setText(f"This message cannot be shown: {_short(exc)}")
+        self._failed(exc)
+
+    def show_message(self, parsed: ParsedMessage) -> None:
         """Show a parsed message: plain text as text, HTML sanitised, attachments listed."""
         self.parsed = parsed
         self.header.setText(
@@ -290,3 +417,7 @@ class ReaderWindow(QMainWindow):
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _short(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, ImapcryptError) else type(exc).__name__

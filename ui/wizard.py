@@ -1,19 +1,22 @@
-"""The first-run wizard (docs/tray.md): account, connection test, key, folders, policy, dry run, start.
+"""The first-run wizard (docs/tray.md): account and login, folders, policy, key, dry run, start.
 
-Nothing on the server changes before the last page's Start. Every slow step (the connection test,
-key generation, listing folders, the dry-run count) runs through `run_task`, so the window never
-freezes. The password goes to the OS keyring (or the user gives a password command); the passphrase
-is used for the self-test and the backup and then forgotten.
+The steps are `imapcrypt.setup`'s, in its order: the first page logs in and finds where the password
+will live (asking for a password command right there when there is no OS keyring), so a wrong
+password is told before anything is made. Nothing is written before the key page (the key and its
+backup) and the dry-run page (the password, the self-test's proof and the configuration). Cancelling
+before that removes the key it made (`SetUp.abandon`). Every step that talks to the server or runs
+gpg goes through `run_task`: the window never freezes and the GUI thread never runs IMAP or GnuPG.
+Nothing on the server changes before the last page's Start.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imapcrypt_ui.folders import FolderChecklist
 from imapcrypt_ui.qt import (
     QButtonGroup,
     QCheckBox,
@@ -30,7 +33,6 @@ from imapcrypt_ui.qt import (
     QPushButton,
     QRadioButton,
     QSpinBox,
-    Qt,
     QVBoxLayout,
     QWidget,
     QWizard,
@@ -39,90 +41,62 @@ from imapcrypt_ui.qt import (
 )
 from imapcrypt_ui.tasks import run_task
 
-from imapcrypt.config import write as config_write
-from imapcrypt.config.model import Account, Config, Security, default_data_dir, load_config
-from imapcrypt.config.providers import PRESETS
-from imapcrypt.doctor import checks as doctor
-from imapcrypt.doctor.check import Check
+from imapcrypt import api, setup
 from imapcrypt.errors import ConfigError, ImapcryptError
 from imapcrypt.events import Progress
-from imapcrypt.imap.connect import connect
-from imapcrypt.keys import manage as keys
-from imapcrypt.keys.selftest import confirm_secret_elsewhere, record_self_test, self_test
-from imapcrypt.openpgp.gnupg import GnuPG
-from imapcrypt.secrets import store_account_password
-from imapcrypt.wiring import open_account
 
 CUSTOM = "Other provider"
-SERVER_CHECKS_EXCLUDED = ("recipient", "self-test", "journal")
+PRESETS = api.PRESETS
 
 
-@dataclass
-class WizardModel:
-    """What the pages gather; the pages read and write it, the wizard turns it into a Config."""
+class Flow:
+    """The set-up the pages share: the configuration it joins and the `SetUp` once logged in."""
 
-    config_path: Path
-    data_dir: Path
-    gnupg_home: Path
-    name: str = ""
-    host: str = ""
-    port: int = 993
-    security: Security = "tls"
-    username: str = ""
-    password: str = ""
-    password_command: str = ""
-    recipients: tuple[str, ...] = ()
-    folders_found: list[str] = field(default_factory=list)
-    folders: tuple[str, ...] = ("INBOX",)
-    grace_minutes: float = 0.0
-    original: str = "purge"
-    would_encrypt: int = 0
-    already: int = 0
-
-    def account(self) -> Account:
-        """The account as the pages describe it so far."""
-        return Account(
-            name=self.name or self.username or "mail",
-            host=self.host,
-            username=self.username,
-            recipients=self.recipients,
-            port=self.port,
-            security=self.security,
-            password_command=self.password_command or None,
-            folders=self.folders,
-            grace_minutes=self.grace_minutes,
-            original="trash" if self.original == "trash" else "purge",
-        )
-
-    def config(self) -> Config:
-        """The configuration to write: the existing file's accounts plus this one."""
+    def __init__(self, config_path: Path, data_dir: Path, gnupg_home: Path) -> None:
         try:
-            existing = load_config(self.config_path)
-        except ConfigError:
-            existing = Config(self.config_path, self.gnupg_home, self.data_dir)
-        base = dataclasses.replace(existing, gnupg_home=self.gnupg_home, data_dir=self.data_dir)
-        return config_write.with_account(base, self.account())
+            self.base = setup.base_config(config_path, data_dir, gnupg_home)
+        except ConfigError:  # a broken file: the new account starts a fresh one (shown on save)
+            self.base = api.Config(config_path, gnupg_home, data_dir)
+        self.job: setup.SetUp | None = None
+        self.dry_run: dict[str, setup.DryRun] = {}
 
-    def password_source(self) -> Callable[[], str]:
-        """The password as typed (for the connection test, before anything is stored)."""
-        password = self.password
-        return lambda: password
+    @property
+    def would_encrypt(self) -> int:
+        """How many messages the dry run counted for encryption."""
+        return sum(c.would_encrypt for c in self.dry_run.values())
+
+    def require(self) -> setup.SetUp:
+        """The set-up (the first page made it; later pages cannot be reached without it)."""
+        if self.job is None:
+            raise ImapcryptError("not logged in yet", "go back to the first page")
+        return self.job
 
 
-def _check_icon(check: Check) -> str:
-    return {"OK": "✔", "WARN": "⚠", "FAIL": "✘"}[check.status]
+def _check_text(check: Any) -> str:
+    icon = {"OK": "✔", "WARN": "⚠", "FAIL": "✘"}[check.status]
+    text = f"{icon}  {check.name}: {check.detail}"
+    return text + (f"\n      fix: {check.fix}" if check.fix and check.status != "OK" else "")
+
+
+def _failure_text(exc: BaseException) -> str:
+    if isinstance(exc, ImapcryptError):
+        return f"{exc.message}\nFix: {exc.fix}" if exc.fix else exc.message
+    return f"Something unexpected went wrong: {type(exc).__name__}. The log has the details."
 
 
 class AccountPage(QWizardPage):
-    """The provider, the address and the password."""
+    """The provider, the address and the password, and the login itself: told here if it is wrong."""
 
     demo_requested = Signal()
+    tested = Signal()
 
-    def __init__(self, model: WizardModel) -> None:
+    def __init__(self, flow: Flow) -> None:
         super().__init__()
-        self.model = model
+        self.flow = flow
         self.setTitle("Your mail account")
-        self.setSubTitle("imapcrypt encrypts the mail stored in this account with your own key.")
+        self.setSubTitle(
+            "imapcrypt logs in to check these settings before anything is made. Nothing is changed."
+        )
         self.provider = QComboBox()
         self.provider.addItems([*PRESETS, CUSTOM])
         self.note = QLabel()
@@ -139,9 +113,28 @@ class AccountPage(QWizardPage):
         self.security.addItems(["tls", "starttls", "plain"])
         self.password_command = QLineEdit()
         self.password_command.setPlaceholderText("optional, e.g. pass show mail/me")
+        self.keyring_hint = QLabel()
+        self.keyring_hint.setWordWrap(True)
+        self.keyring_hint.setVisible(False)
+        self.test_button = QPushButton("Log in")
+        self.test_button.setToolTip("Connect, log in and list the folders; nothing is changed")
+        self.test_button.clicked.connect(self.run_test)
+        self.results = QListWidget()
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
         self.demo = QPushButton("Try the demo (no account needed)")
         self.demo.setToolTip("Runs everything on a built-in IMAP server with sample mail and a throwaway key")
         self.demo.clicked.connect(self.demo_requested)
+        self._lay_out()
+        self.passed_for: tuple[object, ...] | None = None
+        self.provider.currentTextChanged.connect(self._preset)
+        for edit in (self.address, self.password, self.host, self.password_command):
+            edit.textChanged.connect(self._edited)
+        self.port.valueChanged.connect(self._edited)
+        self.security.currentTextChanged.connect(self._edited)
+        self._preset(self.provider.currentText())
+
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("Provider", self.provider)
         form.addRow("", self.note)
@@ -151,18 +144,23 @@ class AccountPage(QWizardPage):
         form.addRow("Port", self.port)
         form.addRow("Security", self.security)
         form.addRow("Password command", self.password_command)
+        form.addRow("", self.keyring_hint)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addStretch()
+        row = QHBoxLayout()
+        row.addWidget(self.test_button)
+        row.addWidget(self.summary, 1)
+        layout.addLayout(row)
+        layout.addWidget(self.results, 1)
         layout.addWidget(self.demo)
-        self.provider.currentTextChanged.connect(self._preset)
-        for edit in (self.address, self.password, self.host, self.password_command):
-            edit.textChanged.connect(self.completeChanged)
-        self._preset(self.provider.currentText())
 
     def _preset(self, name: str) -> None:
         preset = PRESETS.get(name)
         if preset is None:
+            # Another provider's server is not Gmail's: keep nothing from the preset chosen before.
+            self.host.clear()
+            self.port.setValue(993)
+            self.security.setCurrentText("tls")
             self.note.setText("Enter your provider's IMAP server; it is in their help pages.")
             return
         self.host.setText(preset.host)
@@ -170,128 +168,186 @@ class AccountPage(QWizardPage):
         self.security.setCurrentText(preset.security)
         self.note.setText(preset.note)
 
-    def isComplete(self) -> bool:
-        """Complete with a server, a user name and a password (or a command that prints it)."""
-        return bool(
-            self.host.text().strip()
-            and self.address.text().strip()
-            and (self.password.text() or self.password_command.text().strip())
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.address.text().strip(),
+            self.password.text(),
+            self.host.text().strip(),
+            self.port.value(),
+            self.security.currentText(),
+            self.password_command.text().strip(),
         )
 
-    def validatePage(self) -> bool:
-        """Copy the fields into the model."""
-        m = self.model
-        m.username = self.address.text().strip()
-        m.name = m.username.split("@")[0] or "mail"
-        m.password = self.password.text()
-        m.host = self.host.text().strip()
-        m.port = self.port.value()
-        text = self.security.currentText()
-        m.security = "starttls" if text == "starttls" else "plain" if text == "plain" else "tls"
-        m.password_command = self.password_command.text().strip()
-        return True
+    def _edited(self) -> None:
+        self.completeChanged.emit()
 
-
-class ConnectionPage(QWizardPage):
-    """Test connection: doctor's server checks, one line each, and the server's folders."""
-
-    tested = Signal()
-
-    def __init__(self, model: WizardModel) -> None:
-        super().__init__()
-        self.model = model
-        self.setTitle("Test the connection")
-        self.setSubTitle("imapcrypt logs in and looks at what the server offers. Nothing is changed.")
-        self.test_button = QPushButton("Test connection")
-        self.test_button.clicked.connect(self.run_test)
-        self.results = QListWidget()
-        self.summary = QLabel()
-        self.summary.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.test_button)
-        layout.addWidget(self.results)
-        layout.addWidget(self.summary)
-        self.checks: list[Check] = []
-        self.passed = False
-
-    def initializePage(self) -> None:
-        """Forget the previous result: the account may have changed."""
-        self.results.clear()
-        self.summary.setText("")
-        self.passed = False
+    def account(self) -> api.Account:
+        """The account as the fields describe it (no key or folders yet)."""
+        username = self.address.text().strip()
+        security = self.security.currentText()
+        return api.Account(
+            name=username.split("@")[0] or "mail",
+            host=self.host.text().strip(),
+            username=username,
+            recipients=(),
+            port=self.port.value(),
+            security="starttls" if security == "starttls" else "plain" if security == "plain" else "tls",
+            password_command=self.password_command.text().strip() or None,
+        )
 
     def run_test(self) -> None:
-        """Run the checks in the background and list them when they are done."""
+        """Log in in the background; list what passed, or the one thing that failed with its fix."""
+        if not self.host.text().strip() or not self.address.text().strip():
+            self.summary.setText("Fill in the server and the address first.")
+            return
+        if not (self.password.text() or self.password_command.text().strip()):
+            self.summary.setText("Type the password (or give a password command) first.")
+            return
         self.test_button.setEnabled(False)
-        self.summary.setText("Testing…")
-        model = self.model
-        account = model.account()
-        config = Config(model.config_path, model.gnupg_home, model.data_dir, (account,))
-        password = None if model.password_command else model.password_source()
+        self.summary.setText("Logging in…")
+        self.results.clear()
+        self.keyring_hint.setVisible(False)
+        fields = self._fields()
+        job = setup.SetUp(self.flow.base, self.account(), self.password.text())
 
-        def test() -> tuple[list[Check], list[str]]:
-            checks = [
-                c
-                for c in doctor.check_account(config, account, password)
-                if not c.name.startswith(SERVER_CHECKS_EXCLUDED)
-            ]
-            folders: list[str] = []
-            if all(c.status != "FAIL" for c in checks if c.name in ("server", "login")):
-                secret = password or (lambda: _command_password(account))
-                session = connect(account, secret)
-                try:
-                    folders = session.list_folders()
-                finally:
-                    session.logout()
-            return checks, folders
+        def test() -> setup.SetUp:
+            job.check_server()
+            return job
 
-        run_task(test, self._show, self._failed, name="connection-test")
+        run_task(test, lambda done: self._passed(done, fields), self._failed, name="login")
 
-    def _show(self, result: tuple[list[Check], list[str]]) -> None:
-        checks, folders = result
-        self.checks = checks
-        self.model.folders_found = folders
+    def _show(self, checks: Any) -> None:
         self.results.clear()
         for check in checks:
-            text = f"{_check_icon(check)}  {check.name}: {check.detail}"
-            if check.fix and check.status != "OK":
-                text += f"\n      fix: {check.fix}"
-            self.results.addItem(QListWidgetItem(text))
-        failed = [c for c in checks if c.status == "FAIL"]
-        self.passed = not failed
+            self.results.addItem(QListWidgetItem(_check_text(check)))
+
+    def _passed(self, job: setup.SetUp, fields: tuple[object, ...]) -> None:
+        assert job.report is not None  # noqa: S101 - check_server sets it
+        self.flow.job = job
+        self.passed_for = fields
+        self._show(job.report.checks)
+        warnings = sum(1 for c in job.report.checks if c.status == "WARN")
         self.summary.setText(
-            "The server is ready."
-            if self.passed
-            else f"{len(failed)} check(s) failed: see the fix on each line."
+            "Logged in: the server is ready." + (f" ({warnings} warning(s) below.)" if warnings else "")
         )
         self.test_button.setEnabled(True)
         self.completeChanged.emit()
         self.tested.emit()
 
     def _failed(self, exc: BaseException) -> None:
-        self.summary.setText(str(exc) if isinstance(exc, ImapcryptError) else f"The test failed: {exc!r}")
+        self.passed_for = None
+        if isinstance(exc, ImapcryptError):
+            shown = [*getattr(exc, "checks", ()), setup.failed_check(exc)]
+            self._show(shown)
+            self.summary.setText("✘ " + exc.message)
+        else:
+            self.summary.setText(_failure_text(exc))
+        if isinstance(exc, setup.NoKeyringError):
+            self.keyring_hint.setText(
+                "There is no OS keyring on this computer to keep the password. Fill in “Password "
+                "command” above with a command that prints it (e.g. pass show mail/me), then log in again."
+            )
+            self.keyring_hint.setVisible(True)
+            self.password_command.setFocus()
         self.test_button.setEnabled(True)
+        self.completeChanged.emit()
         self.tested.emit()
 
+    @property
+    def passed(self) -> bool:
+        """The login worked with the fields as they are now."""
+        return self.passed_for is not None and self.passed_for == self._fields()
+
     def isComplete(self) -> bool:
-        """Complete once a test passed."""
+        """Complete once the login worked with the fields as they are now."""
         return self.passed
 
 
-def _command_password(account: Account) -> str:
-    from imapcrypt.secrets import account_password  # noqa: PLC0415 - the command path only
+class FoldersPage(QWizardPage):
+    """Which folders to keep encrypted, listed from the server (INBOX first)."""
 
-    return account_password(account)
+    def __init__(self, flow: Flow) -> None:
+        super().__init__()
+        self.flow = flow
+        self.setTitle("Folders")
+        self.setSubTitle("imapcrypt watches the ticked folders and encrypts the mail in them.")
+        self.list = FolderChecklist()
+        self.list.itemChanged.connect(self.completeChanged)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.list)
+        self._filled_from: object = None
+
+    def initializePage(self) -> None:
+        """List the server's folders with the suggested ones ticked (once per login)."""
+        report = self.flow.require().report
+        if report is None or report is self._filled_from:
+            return
+        self._filled_from = report
+        self.list.fill(report.folders, report.suggested)
+
+    def chosen(self) -> tuple[str, ...]:
+        """The ticked folders."""
+        return self.list.chosen()
+
+    def isComplete(self) -> bool:
+        """At least one folder."""
+        return bool(self.chosen())
+
+    def validatePage(self) -> bool:
+        """Hand the choice to the set-up."""
+        self.flow.require().choose_folders(self.chosen())
+        return True
+
+
+class PolicyPage(QWizardPage):
+    """The grace period and what happens to the plaintext original."""
+
+    def __init__(self, flow: Flow) -> None:
+        super().__init__()
+        self.flow = flow
+        self.setTitle("When and how")
+        self.setSubTitle("How soon new mail is encrypted, and what happens to the readable original.")
+        self.grace = QDoubleSpinBox()
+        self.grace.setRange(0, 7 * 24 * 60)
+        self.grace.setDecimals(0)
+        self.grace.setSuffix(" minutes")
+        self.purge = QRadioButton("Delete it for good once the encrypted copy is verified (recommended)")
+        self.trash = QRadioButton(
+            "Move it to Trash (your provider empties it later; plaintext stays until then)"
+        )
+        self.purge.setChecked(True)
+        explain = QLabel(
+            "New mail stays readable for the grace period (your phone can show it as it arrives), then "
+            "it is encrypted. The original is removed only after its encrypted copy is proven to be on "
+            "the server."
+        )
+        explain.setWordWrap(True)
+        form = QFormLayout(self)
+        form.addRow("Grace period", self.grace)
+        form.addRow(explain)
+        form.addRow("The readable original", self.purge)
+        form.addRow("", self.trash)
+
+    def validatePage(self) -> bool:
+        """Hand the choice to the set-up."""
+        job = self.flow.require()
+        job.account = dataclasses.replace(
+            job.account,
+            grace_minutes=float(self.grace.value()),
+            original="trash" if self.trash.isChecked() else "purge",
+        )
+        return True
 
 
 class KeyPage(QWizardPage):
     """A new key (with passphrase and a backup), or an existing one; either way it must pass the self-test."""
 
     key_ready = Signal()
+    keys_listed = Signal()
 
-    def __init__(self, model: WizardModel) -> None:
+    def __init__(self, flow: Flow) -> None:
         super().__init__()
-        self.model = model
+        self.flow = flow
         self.setTitle("Your key")
         self.setSubTitle(
             "Mail is encrypted to this OpenPGP key. Without its secret key and passphrase the mail "
@@ -308,11 +364,11 @@ class KeyPage(QWizardPage):
         self.repeat = QLineEdit()
         self.repeat.setEchoMode(QLineEdit.EchoMode.Password)
         self.backup = QLineEdit()
-        browse = QPushButton("Choose…")
-        browse.clicked.connect(self._choose_backup)
+        self.browse = QPushButton("Choose…")
+        self.browse.clicked.connect(self._choose_backup)
         backup_row = QHBoxLayout()
         backup_row.addWidget(self.backup)
-        backup_row.addWidget(browse)
+        backup_row.addWidget(self.browse)
         self.keys = QComboBox()
         self.elsewhere = QCheckBox("Its secret key is on another device (I checked that it opens mail there)")
         self.generate = QPushButton("Create key")
@@ -333,25 +389,42 @@ class KeyPage(QWizardPage):
         layout.addWidget(self.status)
         self.new_key.toggled.connect(self._mode)
         self.fingerprint = ""
+        self.busy = False
+        self._listed = False
 
     def initializePage(self) -> None:
-        """Offer a backup file name and list the keys already in the GnuPG home."""
+        """Offer a backup file name and list the keys already in the GnuPG home (in the background)."""
+        job = self.flow.require()
         if not self.backup.text():
-            self.backup.setText(str(Path.home() / f"imapcrypt-secret-key-{self.model.name}.asc"))
-        self.keys.clear()
-        if self.model.gnupg_home.is_dir():
-            for key in keys.list_keys(GnuPG(self.model.gnupg_home)):
-                if key.can_encrypt:
-                    label = f"{key.uids[0] if key.uids else '(no user id)'}  {key.fingerprint}"
-                    self.keys.addItem(label, key.fingerprint)
+            self.backup.setText(str(Path.home() / f"imapcrypt-secret-key-{job.account.name}.asc"))
+        if not self._listed:
+            self._listed = True
+            run_task(lambda: setup.list_keys(job.base), self._fill_keys, self._failed, name="list-keys")
         self._mode()
+
+    def _fill_keys(self, found: list[Any]) -> None:
+        self.keys.clear()
+        for key in found:
+            self.keys.addItem(
+                f"{key.uids[0] if key.uids else '(no user id)'}  {key.fingerprint}", key.fingerprint
+            )
+        self.existing_key.setEnabled(bool(found) and not self.fingerprint)
+        self._mode()
+        self.keys_listed.emit()
 
     def _mode(self) -> None:
         new = self.new_key.isChecked()
-        for widget in (self.repeat, self.backup):
-            widget.setEnabled(new)
-        self.keys.setEnabled(not new)
-        self.elsewhere.setEnabled(not new)
+        done = bool(self.fingerprint)
+        self.passphrase.setEnabled(not done)
+        self.new_key.setEnabled(not done)
+        for field in (self.repeat, self.backup):
+            field.setEnabled(new and not done)
+        self.browse.setEnabled(new and not done)
+        self.keys.setEnabled(not new and not done)
+        self.elsewhere.setEnabled(not new and not done)
+        self.existing_key.setEnabled(self.keys.count() > 0 and not done)
+        # Once a key passed, there is nothing more to make here: a second key would only confuse.
+        self.generate.setEnabled(not done and not self.busy)
         self.generate.setText("Create key" if new else "Check key")
 
     def _choose_backup(self) -> None:
@@ -360,137 +433,54 @@ class KeyPage(QWizardPage):
             self.backup.setText(path)
 
     def make_key(self) -> None:
-        """Create (or check) the key in the background; self-test it and record the proof."""
+        """Create (or check) the key in the background: backup and self-test included."""
         passphrase = self.passphrase.text()
         new = self.new_key.isChecked()
         if new and passphrase != self.repeat.text():
             self.status.setText("The two passphrases differ.")
             return
-        if new and len(passphrase) < 8:
-            self.status.setText("Choose a passphrase of at least 8 characters (a few words are best).")
+        if new and len(passphrase) < setup.MIN_PASSPHRASE:
+            self.status.setText(
+                f"Choose a passphrase of at least {setup.MIN_PASSPHRASE} characters (a few words are best)."
+            )
             return
         chosen = str(self.keys.currentData() or "")
         if not new and not chosen:
             self.status.setText("There is no usable key in the GnuPG home.")
             return
-        model = self.model
+        job = self.flow.require()
         backup = Path(self.backup.text()).expanduser() if new and self.backup.text().strip() else None
         elsewhere = self.elsewhere.isChecked()
-        name = model.account().name
-        self.generate.setEnabled(False)
-        self.status.setText("Creating the key…" if new else "Checking the key…")
+        uid = setup.new_key_uid(job.account.username)
 
         def work() -> str:
-            gpg = GnuPG(model.gnupg_home)
             if new:
-                uid = f"{model.username} <{model.username}>" if "@" in model.username else model.username
-                fingerprint = keys.generate_key(gpg, uid, passphrase).fingerprint
-                if backup is not None:
-                    keys.backup_secret(gpg, fingerprint, backup, passphrase)
-            else:
-                fingerprint = chosen
-            if not new and elsewhere:
-                confirm_secret_elsewhere(model.data_dir, name, [fingerprint])
-            else:
-                record_self_test(model.data_dir, name, self_test(gpg, [fingerprint], passphrase))
-            return fingerprint
+                return job.make_key(uid, passphrase, backup).fingerprint
+            return job.pick_key(chosen, passphrase or None, elsewhere).fingerprint
 
+        self.busy = True
+        self._mode()
+        self.status.setText("Creating the key (this takes a few seconds)…" if new else "Checking the key…")
         run_task(work, self._ready, self._failed, name="key")
 
     def _ready(self, fingerprint: str) -> None:
+        self.busy = False
         self.fingerprint = fingerprint
-        self.model.recipients = (fingerprint,)
-        backup = (
-            f" A backup is in {self.backup.text()}."
-            if self.new_key.isChecked() and self.backup.text()
-            else ""
-        )
+        job = self.flow.require()
+        backup = f" Its backup is in {job.backup}: store it offline." if job.backup else ""
         self.status.setText(f"Key {fingerprint} is ready and passed the self-test.{backup}")
-        self.generate.setEnabled(True)
+        self._mode()
         self.completeChanged.emit()
         self.key_ready.emit()
 
     def _failed(self, exc: BaseException) -> None:
-        self.status.setText(str(exc) if isinstance(exc, ImapcryptError) else f"Failed: {exc!r}")
-        self.generate.setEnabled(True)
+        self.busy = False
+        self.status.setText(_failure_text(exc))
+        self._mode()
 
     def isComplete(self) -> bool:
         """Complete once a key passed the self-test."""
         return bool(self.fingerprint)
-
-
-class FoldersPage(QWizardPage):
-    """Which folders to keep encrypted, listed from the server."""
-
-    def __init__(self, model: WizardModel) -> None:
-        super().__init__()
-        self.model = model
-        self.setTitle("Folders")
-        self.setSubTitle("imapcrypt watches these folders and encrypts the mail in them.")
-        self.list = QListWidget()
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.list)
-
-    def initializePage(self) -> None:
-        """List the server's folders; INBOX is checked."""
-        self.list.clear()
-        for name in self.model.folders_found or ["INBOX"]:
-            item = QListWidgetItem(name)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            checked = name in self.model.folders
-            item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
-            self.list.addItem(item)
-        self.list.itemChanged.connect(self.completeChanged)
-
-    def chosen(self) -> tuple[str, ...]:
-        """The checked folders."""
-        items = (self.list.item(i) for i in range(self.list.count()))
-        return tuple(i.text() for i in items if i.checkState() == Qt.CheckState.Checked)
-
-    def isComplete(self) -> bool:
-        """At least one folder."""
-        return bool(self.chosen())
-
-    def validatePage(self) -> bool:
-        """Copy the choice into the model."""
-        self.model.folders = self.chosen()
-        return True
-
-
-class PolicyPage(QWizardPage):
-    """The grace period and what happens to the plaintext original."""
-
-    def __init__(self, model: WizardModel) -> None:
-        super().__init__()
-        self.model = model
-        self.setTitle("Policy")
-        self.grace = QDoubleSpinBox()
-        self.grace.setRange(0, 7 * 24 * 60)
-        self.grace.setDecimals(0)
-        self.grace.setSuffix(" minutes")
-        self.grace.setValue(model.grace_minutes)
-        self.purge = QRadioButton("Delete it for good once the encrypted copy is verified (recommended)")
-        self.trash = QRadioButton(
-            "Move it to Trash (your provider empties it later; plaintext stays until then)"
-        )
-        self.purge.setChecked(True)
-        explain = QLabel(
-            "New mail stays readable for the grace period (your phone can show it as it arrives), then "
-            "it is encrypted. The original is removed only after its encrypted copy is proven to be on "
-            "the server."
-        )
-        explain.setWordWrap(True)
-        form = QFormLayout(self)
-        form.addRow("Grace period", self.grace)
-        form.addRow(explain)
-        form.addRow("The plaintext original", self.purge)
-        form.addRow("", self.trash)
-
-    def validatePage(self) -> bool:
-        """Copy the choice into the model."""
-        self.model.grace_minutes = float(self.grace.value())
-        self.model.original = "trash" if self.trash.isChecked() else "purge"
-        return True
 
 
 class DryRunPage(QWizardPage):
@@ -498,10 +488,11 @@ class DryRunPage(QWizardPage):
 
     counted = Signal()
 
-    def __init__(self, model: WizardModel) -> None:
+    def __init__(self, flow: Flow) -> None:
         super().__init__()
-        self.model = model
+        self.flow = flow
         self.setTitle("What will happen")
+        self.setSubTitle("The settings are saved now; the count below changes nothing on the server.")
         self.count = QLabel("Counting…")
         self.count.setWordWrap(True)
         font = self.count.font()
@@ -513,34 +504,24 @@ class DryRunPage(QWizardPage):
         self.done = False
 
     def initializePage(self) -> None:
-        """Store the password and the configuration, then count in the background."""
+        """Keep the password, record the self-test, write the configuration, then count (background)."""
         self.done = False
         self.count.setText("Saving the settings and counting the mail (nothing is changed)…")
-        model = self.model
-        try:
-            config = config_write.save(model.config())
-            account = config.account(model.account().name)
-            if not account.password_command:
-                store_account_password(account, model.password)
-        except ImapcryptError as exc:
-            self.count.setText(f"{exc.message}\nFix: {exc.fix}")
-            return
+        job = self.flow.require()
 
-        def count() -> tuple[int, int, int]:
-            would = already = young = 0
-            with open_account(config, account) as opened:
-                for folder in account.folders:
-                    report = opened.engine.encrypt_folder(folder, backlog=True, dry_run=True)
-                    would += report.would_encrypt
-                    already += report.already_ours + report.sender_encrypted
-                    young += report.too_young
-            return would, already, young
+        def save_and_count() -> dict[str, setup.DryRun]:
+            if job.saved is None:
+                job.save()
+            return job.dry_run()
 
-        run_task(count, self._show, self._failed, name="dry-run")
+        run_task(save_and_count, self.show_counts, self._failed, name="dry-run")
 
-    def _show(self, counts: tuple[int, int, int]) -> None:
-        would, already, young = counts
-        self.model.would_encrypt, self.model.already = would, already
+    def show_counts(self, counts: dict[str, setup.DryRun]) -> None:
+        """Show the dry run's numbers (also used with sample numbers for screenshots)."""
+        self.flow.dry_run = counts
+        would = sum(c.would_encrypt for c in counts.values())
+        already = sum(c.already_encrypted for c in counts.values())
+        young = sum(c.too_young for c in counts.values())
         text = (
             f"{would:,} would be encrypted, {already:,} {'is' if already == 1 else 'are'} already encrypted"
         )
@@ -552,7 +533,7 @@ class DryRunPage(QWizardPage):
         self.counted.emit()
 
     def _failed(self, exc: BaseException) -> None:
-        self.count.setText(f"{exc.message}\nFix: {exc.fix}" if isinstance(exc, ImapcryptError) else repr(exc))
+        self.count.setText(_failure_text(exc))
 
     def isComplete(self) -> bool:
         """Complete once counted."""
@@ -562,11 +543,14 @@ class DryRunPage(QWizardPage):
 class StartPage(QWizardPage):
     """New mail only, or existing mail too; Start, then progress."""
 
-    def __init__(self, model: WizardModel, start: Callable[[Config, bool], None]) -> None:
+    def __init__(self, flow: Flow, start: Callable[[api.Config, bool], None]) -> None:
         super().__init__()
-        self.model = model
+        self.flow = flow
         self._start = start
         self.setTitle("Start")
+        self.setSubTitle(
+            "From here on imapcrypt changes the server: it encrypts, then removes the originals."
+        )
         self.new_only = QRadioButton("New mail only")
         self.existing = QRadioButton("Existing mail too")
         self.existing.setChecked(True)
@@ -587,19 +571,24 @@ class StartPage(QWizardPage):
 
     def initializePage(self) -> None:
         """Say how much existing mail there is."""
-        self.existing.setText(f"Existing mail too ({self.model.would_encrypt:,} messages)")
+        self.existing.setText(f"Existing mail too ({self.flow.would_encrypt:,} messages)")
 
     def start(self) -> None:
         """Hand the saved configuration to the tray's workers."""
-        config = load_config(self.model.config_path)
+        config = self.flow.require().saved
+        if config is None:
+            return
         self._start(config, self.existing.isChecked())
         self.started = True
-        self.start_button.setEnabled(False)
-        self.new_only.setEnabled(False)
-        self.existing.setEnabled(False)
+        for widget in (self.start_button, self.new_only, self.existing):
+            widget.setEnabled(False)
         self.progress.setVisible(self.existing.isChecked())
-        self.progress.setRange(0, max(self.model.would_encrypt, 1))
+        self.progress.setRange(0, max(self.flow.would_encrypt, 1))
         self.status.setText("Running. You can close this window: imapcrypt keeps working from the tray.")
+        wizard = self.wizard()
+        if wizard is not None:
+            # Done: nothing is left to cancel.
+            wizard.setOption(QWizard.WizardOption.NoCancelButton, True)
         self.completeChanged.emit()
 
     def show_progress(self, progress: Progress) -> None:
@@ -618,38 +607,46 @@ class StartPage(QWizardPage):
 class SetupWizard(QWizard):
     """The first-run wizard. `start(config, backlog)` is called by the last page's Start button."""
 
+    abandoned = Signal(list)  # what a cancelled set-up removed again, in words
+
     def __init__(
         self,
         config_path: Path,
-        start: Callable[[Config, bool], None],
+        start: Callable[[api.Config, bool], None],
         data_dir: Path | None = None,
         gnupg_home: Path | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        data = data_dir or default_data_dir()
-        self.model = WizardModel(config_path, data, gnupg_home or data / "gnupg")
+        data = data_dir or api.default_data_dir()
+        self.flow = Flow(config_path, data, gnupg_home or data / "gnupg")
         self.setWindowTitle("Set up imapcrypt")
-        self.account_page = AccountPage(self.model)
-        self.connection_page = ConnectionPage(self.model)
-        self.key_page = KeyPage(self.model)
-        self.folders_page = FoldersPage(self.model)
-        self.policy_page = PolicyPage(self.model)
-        self.dry_run_page = DryRunPage(self.model)
-        self.start_page = StartPage(self.model, start)
-        for page in (
-            self.account_page,
-            self.connection_page,
-            self.key_page,
-            self.folders_page,
-            self.policy_page,
-            self.dry_run_page,
-            self.start_page,
-        ):
+        self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)  # one title style on every page
+        self.account_page = AccountPage(self.flow)
+        self.folders_page = FoldersPage(self.flow)
+        self.policy_page = PolicyPage(self.flow)
+        self.key_page = KeyPage(self.flow)
+        self.dry_run_page = DryRunPage(self.flow)
+        self.start_page = StartPage(self.flow, start)
+        for page in self.pages():
             self.addPage(page)
         self.setOption(QWizard.WizardOption.NoBackButtonOnLastPage, True)
-        self.resize(640, 520)
+        self.resize(680, 600)
 
     def pages(self) -> list[Any]:
         """The pages in order (for tests and screenshots)."""
-        return [self.page(i) for i in self.pageIds()]
+        return [
+            self.account_page,
+            self.folders_page,
+            self.policy_page,
+            self.key_page,
+            self.dry_run_page,
+            self.start_page,
+        ]
+
+    def reject(self) -> None:
+        """Cancel: remove what this set-up made (its key and backup) unless it was saved."""
+        job = self.flow.job
+        if job is not None and job.saved is None and job.made_key:
+            run_task(job.abandon, self.abandoned.emit, lambda _exc: None, name="abandon")
+        super().reject()
