@@ -3,6 +3,10 @@ generation, dry-run count, start, and the messages on the server are encrypted."
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,10 +15,12 @@ from imapcrypt_ui.app import TrayApp
 from imapcrypt_ui.wizard import PRESETS, SetupWizard
 from pytestqt.qtbot import QtBot
 
+from imapcrypt import api
 from imapcrypt.config.model import load_config
+from imapcrypt.keys.manage import list_keys
 from imapcrypt.message import envelope
 from imapcrypt.openpgp.gnupg import GnuPG
-from tests.fixtures.corpus import varied_seeds
+from tests.fixtures.corpus import BODY_MARK, varied_seeds
 from tests.fixtures.engine import Rig
 from tests.fixtures.keyrings import MemoryKeyring
 from tests.fixtures.keys import make_home, remove_home
@@ -149,3 +155,128 @@ def test_wizard_end_to_end(
     qtbot.waitUntil(lambda: app.tray.state == "idle", timeout=WAIT_MS)
     with qtbot.waitSignal(app.controller.stopped, timeout=WAIT_MS):
         app.quit()
+
+
+@pytest.fixture
+def fresh_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A new user's HOME: no configuration, no data dir, no GnuPG home, no keyring (conftest)."""
+    home = Path(tempfile.mkdtemp(prefix="icwh-"))  # short: gpg-agent's sockets live below it
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "IMAPCRYPT_CONFIG", "GNUPGHOME"):
+        monkeypatch.delenv(name, raising=False)
+    yield home
+    subprocess.run(
+        ["gpgconf", "--kill", "all"],
+        check=False,
+        capture_output=True,
+        env={**os.environ, "GNUPGHOME": str(api.default_data_dir() / "gnupg")},
+    )
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_new_user_sets_up_on_a_fresh_machine(qtbot: QtBot, mailbox: Mailbox, fresh_home: Path) -> None:
+    mailbox.seed(varied_seeds(3, seed=12))
+    config_path = api.default_config_path()
+    data_dir = api.default_data_dir()
+    assert fresh_home in data_dir.parents
+    app = TrayApp(config_path, use_tray=False)
+    app.start()
+    wizard = app.wizard
+    assert wizard is not None
+    qtbot.addWidget(wizard)
+    page = wizard.account_page
+    next_button = wizard.button(wizard.WizardButton.NextButton)
+
+    # A wrong password is told on the first page, and nothing is written anywhere.
+    _fill_account(wizard, mailbox, "wrong")
+    _log_in(qtbot, wizard)
+    assert any(line.startswith("✘  login:") for line in _lines(wizard)), _lines(wizard)
+    assert "Gmail" not in "\n".join(_lines(wizard))
+    assert not next_button.isEnabled()
+    assert sorted(p.name for p in fresh_home.iterdir()) == []  # no config, data dir, key or backup
+
+    # The right one logs in; with no OS keyring the same page asks for a password command.
+    page.password.setText(mailbox.password)
+    _log_in(qtbot, wizard)
+    lines = _lines(wizard)
+    assert any(line.startswith("✔  login:") for line in lines), lines
+    assert any(line.startswith("✘  password storage:") for line in lines), lines
+    assert page.keyring_hint.isVisible()
+    assert "Password command" in page.keyring_hint.text()
+    assert not next_button.isEnabled()
+    page.password_command.setText(f"echo {mailbox.password}")
+    _log_in(qtbot, wizard)
+    assert not any(line.startswith("✘") for line in _lines(wizard)), _lines(wizard)
+    assert next_button.isEnabled()
+    wizard.next()
+
+    # Folders, policy, then the key: the GnuPG home is made (0700) with the key and its backup.
+    assert wizard.folders_page.chosen() == ("INBOX",)
+    wizard.next()
+    wizard.next()
+    backup = fresh_home / "my-key-backup.asc"
+    _make_key(qtbot, wizard, backup)
+    assert (data_dir / "gnupg").stat().st_mode & 0o777 == 0o700
+    wizard.next()
+    qtbot.waitUntil(lambda: wizard.dry_run_page.done, timeout=WAIT_MS)
+    assert wizard.dry_run_page.count.text().startswith("3 would be encrypted")
+    account = load_config(config_path).account(None)
+    assert account.password_command == f"echo {mailbox.password}"
+    wizard.next()
+    wizard.start_page.start_button.click()
+    qtbot.waitUntil(lambda: _all_ours(mailbox), timeout=WAIT_MS)
+    assert len(mailbox.state()) == 3  # only encrypted copies are left, none lost
+
+    # The reader: a wrong passphrase does not unlock, whatever gpg-agent cached at key generation.
+    reader = app.open_reader()
+    assert reader is not None
+    qtbot.addWidget(reader)
+    with qtbot.waitSignal(reader.listed, timeout=WAIT_MS):
+        reader.show_folder(account.name, "INBOX")
+    answers = iter(["wrong", PASSPHRASE, "wrong"])
+    reader._ask = lambda _name: next(answers)
+    with qtbot.waitSignal(reader.unlock_refused, timeout=WAIT_MS):
+        reader.open_row(0)
+    assert account.name not in app.unlocked
+    assert "Locked" in reader.header.text()
+    assert all(s.subject is None for s in reader.summaries)
+    with qtbot.waitSignal(reader.opened, timeout=WAIT_MS):
+        reader.unlock_button.click()
+        qtbot.waitUntil(lambda: account.name in app.unlocked, timeout=WAIT_MS)
+        reader.open_row(0)
+    assert reader.body.toPlainText().startswith(BODY_MARK)
+    qtbot.waitUntil(lambda: all(s.subject for s in reader.summaries), timeout=WAIT_MS)
+    # Lock forgets it, in gpg-agent too: the wrong passphrase is refused again.
+    with qtbot.waitSignal(reader.lock_changed, timeout=WAIT_MS):
+        reader.lock_button.click()
+    assert reader.body.toPlainText() == ""
+    with qtbot.waitSignal(reader.unlock_refused, timeout=WAIT_MS):
+        reader.unlock_button.click()
+    assert account.name not in app.unlocked
+    with qtbot.waitSignal(app.controller.stopped, timeout=WAIT_MS):
+        app.quit()
+
+
+def test_cancelling_after_the_key_removes_it(
+    qtbot: QtBot, mailbox: Mailbox, memory_keyring: MemoryKeyring, empty_gnupg: GnuPG, tmp_path: Path
+) -> None:
+    wizard = SetupWizard(
+        tmp_path / "c.toml", lambda config, backlog: None, tmp_path / "data", empty_gnupg.home
+    )
+    qtbot.addWidget(wizard)
+    wizard.show()
+    _fill_account(wizard, mailbox, mailbox.password)
+    _log_in(qtbot, wizard)
+    wizard.next()
+    wizard.next()
+    wizard.next()
+    backup = tmp_path / "backup.asc"
+    _make_key(qtbot, wizard, backup)
+    fingerprint = wizard.key_page.fingerprint
+    with qtbot.waitSignal(wizard.abandoned, timeout=WAIT_MS) as removed:
+        wizard.reject()
+    assert f"the key {fingerprint}" in removed.args[0]
+    assert not backup.exists()
+    assert fingerprint not in [k.fingerprint for k in list_keys(empty_gnupg)]
+    assert not (tmp_path / "c.toml").exists()
+    assert memory_keyring.entries == {}
