@@ -3,6 +3,7 @@ nothing from the network (the engine-side imapcrypt.reader and the Qt window, on
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import http.server
 import threading
@@ -20,6 +21,7 @@ from imapcrypt.config.model import load_config
 from imapcrypt.wiring import open_session
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
 from tests.fixtures.engine import Rig
+from tests.fixtures.proxy import FaultProxy
 
 WAIT_MS = 30_000
 WHEN = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -186,3 +188,38 @@ def test_sanitiser_keeps_formatting_and_drops_active_content() -> None:
     for bad in ("onclick", "<img", "<script", "bad()", "<iframe", "javascript:"):
         assert bad not in clean
     assert 'href="https://ok/"' in clean
+
+
+def test_the_pane_shows_only_the_chosen_message_and_waits_out_a_dead_server(
+    qtbot: QtBot, rig: Rig, encrypted: list[Seed], fault_proxy: FaultProxy
+) -> None:
+    written = load_config(rig.write_config())
+    account = dataclasses.replace(written.account("test"), port=fault_proxy.port)
+    config = dataclasses.replace(written, accounts=(account,))
+    unlocked = Unlocked()
+    unlocked.set("test", "")  # the test key has no passphrase
+    window = ReaderWindow(config, unlocked)
+    qtbot.addWidget(window)
+    window.retry_ms = 50  # the first retry comes quickly in a test
+    with qtbot.waitSignal(window.listed, timeout=WAIT_MS):
+        window.show_folder("test", "INBOX")
+    with qtbot.waitSignal(window.opened, timeout=WAIT_MS):
+        window.open_row(0)  # the one with an attachment
+    assert window.save_button.isEnabled()
+
+    # The server goes away: choosing another message clears the pane at once, then says why.
+    fault_proxy.set_refusing(True)
+    fault_proxy.cut_all()
+    with qtbot.waitSignal(window.failed, timeout=WAIT_MS):
+        window.open_row(3)
+        assert window.body.toPlainText() == ""
+        assert window.attachments.count() == 0
+        assert not window.save_button.isEnabled()
+    assert "server does not answer" in window.header.text()
+    assert BODY_MARK not in window.body.toPlainText()
+
+    # Back again: the reader tries again by itself and shows the chosen message.
+    with qtbot.waitSignal(window.opened, timeout=WAIT_MS):
+        fault_proxy.set_refusing(False)
+    assert BODY_MARK in window.body.toPlainText()
+    assert window.attachments.count() == 0
