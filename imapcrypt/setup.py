@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from imapcrypt.config.model import Account, Config, default_data_dir, load_confi
 from imapcrypt.doctor import checks as doctor
 from imapcrypt.doctor.check import Check
 from imapcrypt.errors import CredentialsError, ImapcryptError, RecipientKeyError, ServerError, TlsError
+from imapcrypt.imap.connect import unreachable
 from imapcrypt.keys import manage as keys
 from imapcrypt.keys.selftest import SelfTestResult, confirm_secret_elsewhere, record_self_test, self_test
 from imapcrypt.openpgp.gnupg import GnuPG, normalise_fingerprint
@@ -41,7 +41,6 @@ from imapcrypt.wiring import open_account, open_session
 log = logging.getLogger(__name__)
 
 MIN_PASSPHRASE = 8
-PROBE_TIMEOUT_SECONDS = 10.0
 
 
 class NoKeyringError(CredentialsError):
@@ -69,23 +68,6 @@ def base_config(path: Path, data_dir: Path | None = None, gnupg_home: Path | Non
 def order_folders(names: Sequence[str]) -> tuple[str, ...]:
     """Folder names sorted as people read them: INBOX first, then by name ignoring case."""
     return tuple(sorted(set(names), key=lambda n: (n.upper() != "INBOX", n.casefold(), n)))
-
-
-def unreachable(host: str, port: int) -> str | None:
-    """Why nothing answers at host:port, in words (unknown host, closed port, no answer), or None."""
-    try:
-        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        return f"there is no server called {host!r} (the name does not resolve)"
-    try:
-        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_SECONDS):
-            return None
-    except ConnectionRefusedError:
-        return f"{host} is there, but nothing accepts connections on port {port}"
-    except TimeoutError:
-        return f"{host} did not answer on port {port} within {PROBE_TIMEOUT_SECONDS:.0f} seconds"
-    except OSError as exc:
-        return f"{host} cannot be reached on port {port} ({exc.strerror or type(exc).__name__})"
 
 
 def failed_check(exc: ImapcryptError) -> Check:

@@ -24,7 +24,7 @@ from imapcrypt.config.model import Account, Config
 from imapcrypt.doctor.check import Check
 from imapcrypt.doctor.gmail import gmail_checks
 from imapcrypt.errors import CredentialsError, ImapcryptError, TlsError
-from imapcrypt.imap.connect import certificate_fingerprint, connect, peer_certificate, probe_port
+from imapcrypt.imap.connect import certificate_fingerprint, connect, peer_certificate, unreachable
 from imapcrypt.imap.removers import uses_gmail
 from imapcrypt.imap.session import TRASH, Session
 from imapcrypt.journal import SCHEMA_VERSION
@@ -85,10 +85,9 @@ def _password(account: Account) -> tuple[Callable[[], str], Callable[[], str] | 
 
 def _server_checks(account: Account, password: Callable[[], str] | None, now: dt.datetime) -> list[Check]:
     where = f"{account.host}:{account.port}"
-    if not probe_port(account.host, account.port):
-        return [
-            Check("server", "FAIL", f"{where} does not answer", "check host, port, the network and firewall")
-        ]
+    reason = unreachable(account.host, account.port)
+    if reason:
+        return [Check("server", "FAIL", reason, "check host, port, the network and firewall")]
     checks = [Check("server", "OK", f"{where} answers")]
     der = peer_certificate(account)
     secret, token = _password(account) if password is None else (password, None)

@@ -131,13 +131,21 @@ def _connect(account: Account, password: Callable[[], str], token: Callable[[], 
         raise
 
 
-def probe_port(host: str, port: int, timeout: float = 10.0) -> bool:
-    """Whether a TCP connection to host:port opens (used by doctor before anything else)."""
+def unreachable(host: str, port: int, timeout: float = 10.0) -> str | None:
+    """Why nothing answers at host:port, in words (unknown host, closed port, no answer), or None."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return f"there is no server called {host!r} (the name does not resolve)"
     try:
         with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+            return None
+    except ConnectionRefusedError:
+        return f"{host} is there, but nothing accepts connections on port {port}"
+    except TimeoutError:
+        return f"{host} did not answer on port {port} within {timeout:.0f} seconds"
+    except OSError as exc:
+        return f"{host} cannot be reached on port {port} ({exc.strerror or type(exc).__name__})"
 
 
 def peer_certificate(account: Account) -> bytes:
