@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from imapcrypt_ui.activity import LOCKED_SUBJECT
 from imapcrypt_ui.app import TrayApp
 from imapcrypt_ui.controller import overall_state
 from imapcrypt_ui.tray import ICONS
@@ -84,7 +85,11 @@ def test_tray_runs_the_worker_and_pause_stops_work(qtbot: QtBot, rig: Rig, tray_
     senders = {activity.table.item(r, 4).text() for r in range(activity.table.rowCount())}
     assert "a@example.org" in senders
     subjects = {activity.table.item(r, 6).text() for r in range(activity.table.rowCount())}
-    assert subjects == {""}, "no subject in the activity window while the reader is locked"
+    assert subjects == {LOCKED_SUBJECT}, "no subject in the activity window while the reader is locked"
+    header = activity.table.horizontalHeaderItem(6)
+    assert header is not None
+    assert "unlocked" in header.toolTip()  # the column says why it shows no subject
+    assert activity.table.columnWidth(6) >= 200
 
 
 def test_wrong_password_shows_the_error_state_with_the_fix(qtbot: QtBot, rig: Rig, tmp_path: Path) -> None:
@@ -163,3 +168,18 @@ def test_try_the_demo_runs_on_the_embedded_server(qtbot: QtBot, tmp_path: Path) 
         app.quit()
     assert app.demo is None
     assert not root.exists()
+
+
+def test_without_an_account_the_status_window_offers_nothing_to_do(qtbot: QtBot, tmp_path: Path) -> None:
+    app = TrayApp(tmp_path / "none.toml", data_dir=tmp_path / "data", use_tray=False)
+    app.start()  # no configuration: the wizard opens, the status window waits
+    window = app.tray.window
+    assert window is not None
+    assert app.wizard is not None
+    qtbot.addWidget(app.wizard)
+    for name in ("Encrypt now", "Pause", "Reader"):
+        assert not window.buttons[name].isEnabled(), name
+    assert window.buttons["Settings…"].isEnabled()
+    assert window.buttons["Quit"].isEnabled()
+    app.wizard.hide()
+    window.hide()

@@ -13,6 +13,7 @@ from imapcrypt_ui.controller import ActivityEntry, Controller
 from imapcrypt_ui.qt import (
     QAbstractItemView,
     QHeaderView,
+    QLabel,
     QShowEvent,
     QTableWidget,
     QTableWidgetItem,
@@ -26,6 +27,14 @@ from imapcrypt_ui.tasks import run_task
 from imapcrypt import api
 
 COLUMNS = ["Time", "Account", "Folder", "What", "Sender", "Size", "Subject", "Fix"]
+# What each column holds, for its header's tooltip: the blank ones say why they are blank.
+EXPLAINED = {
+    "Sender": "Looked up on the server when this window opens (the engine's events carry no address)",
+    "Subject": "Shown once the reader is unlocked with the key's passphrase; until then it stays hidden",
+    "Fix": "For an error: what to do about it. Empty when all went well",
+}
+MIN_WIDTHS = {"Sender": 160, "Subject": 220, "Fix": 240}
+LOCKED_SUBJECT = "(locked: unlock the reader)"
 
 
 class ActivityWindow(QWidget):
@@ -40,10 +49,20 @@ class ActivityWindow(QWidget):
         self.setWindowTitle("imapcrypt activity")
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for column, name in enumerate(COLUMNS):
+            header = self.table.horizontalHeaderItem(column)
+            if header is not None and name in EXPLAINED:
+                header.setToolTip(EXPLAINED[name])
+        self.note = QLabel(
+            "Senders are looked up on the server; subjects appear once the reader is unlocked. "
+            "Hover over a column's title for what it shows."
+        )
+        self.note.setWordWrap(True)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.note)
         layout.addWidget(self.table)
         self.resize(1200, 400)
         # Looked-up details by (account, folder, new uid): sender, subject or None.
@@ -62,8 +81,9 @@ class ActivityWindow(QWidget):
         self.table.setRowCount(len(entries))
         for row, entry in enumerate(entries):
             sender, subject = self.details.get((entry.account, entry.folder, entry.new_uid), ("", None))
-            if entry.account not in self.unlocked:
-                subject = None
+            locked = entry.account not in self.unlocked
+            if locked:
+                subject = LOCKED_SUBJECT if entry.what == "encrypted" else None
             values = [
                 entry.when.strftime("%H:%M:%S"),
                 entry.account,
@@ -78,6 +98,10 @@ class ActivityWindow(QWidget):
                 self.table.setItem(row, column, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
         self.table.setColumnWidth(3, min(self.table.columnWidth(3), 300))
+        # Columns filled later (or only on errors) would otherwise shrink to a sliver.
+        for name, width in MIN_WIDTHS.items():
+            column = COLUMNS.index(name)
+            self.table.setColumnWidth(column, max(self.table.columnWidth(column), width))
 
     def look_up_details(self) -> None:
         """Fetch the sender (and, when unlocked, the subject) of each listed copy, in the background."""

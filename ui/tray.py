@@ -72,12 +72,18 @@ class StatusWindow(QWidget):
         top.addWidget(self.icon)
         top.addWidget(self.status, 1)
         buttons = QHBoxLayout()
-        for action in menu.actions():
-            if action.isSeparator() or not action.isEnabled():
+        self.buttons: dict[str, QPushButton] = {}
+        for action in menu.actions()[1:]:  # the first is the status line, shown above
+            if action.isSeparator():
                 continue
             button = QPushButton(action.text())
+            button.setEnabled(action.isEnabled())
             button.clicked.connect(action.trigger)
-            action.changed.connect(lambda b=button, a=action: b.setText(a.text()))
+            # A button does what its menu entry does, so it is enabled when that entry is.
+            action.changed.connect(
+                lambda b=button, a=action: (b.setText(a.text()), b.setEnabled(a.isEnabled()))
+            )
+            self.buttons[action.text()] = button
             buttons.addWidget(button)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -183,6 +189,10 @@ class Tray(QObject):
         self.tooltip = self.controller.tooltip()
         self.status_action.setText(self.controller.status_line())
         self.pause_action.setText("Resume" if self.controller.paused else "Pause")
+        # Nothing to encrypt, pause or read without an account, nor while the server is out of reach.
+        usable = bool(self.controller.accounts) and self.state != "offline"
+        for action in (self.encrypt_action, self.pause_action, self.reader_action):
+            action.setEnabled(usable)
         icon = state_icon(self.state)
         if self.icon is not None:
             self.icon.setIcon(icon)
