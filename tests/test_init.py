@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from imapcrypt.errors import ConfigError, CredentialsError
 from imapcrypt.keys.selftest import proven_keys
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.gnupg_home import GnupgHome, make_gnupg_home, remove_gnupg_home
-from tests.fixtures.keys import passphrase_fd
+from tests.fixtures.keys import passphrase_fd, remove_tree_with_agent
 from tests.fixtures.mailbox import Mailbox
 from tests.fixtures.terminal import converse
 
@@ -170,13 +169,7 @@ def missing_home() -> Iterator[Path]:
     """Where a GnuPG home will be, not created yet (a fresh machine); short: agent sockets need it."""
     parent = Path(tempfile.mkdtemp(prefix="icfr-"))
     yield parent / "gnupg"
-    subprocess.run(
-        ["gpgconf", "--kill", "all"],
-        check=False,
-        capture_output=True,
-        env={**os.environ, "GNUPGHOME": str(parent / "gnupg")},
-    )
-    shutil.rmtree(parent, ignore_errors=True)
+    remove_tree_with_agent(parent, parent / "gnupg")
 
 
 def _fresh_argv(config: Path, mailbox: Mailbox, password: str, backup: Path) -> list[str]:
@@ -282,10 +275,4 @@ def test_init_on_a_terminal_wrong_password_then_right(mailbox: Mailbox) -> None:
         assert (home / "imapcrypt-secret-key-personal.asc").stat().st_mode & 0o777 == 0o600
         assert "personal/INBOX: 0 would be encrypted" in right.output
     finally:
-        subprocess.run(
-            ["gpgconf", "--kill", "all"],
-            check=False,
-            capture_output=True,
-            env={**os.environ, "GNUPGHOME": str(data / "gnupg")},
-        )
-        shutil.rmtree(home, ignore_errors=True)
+        remove_tree_with_agent(home, data / "gnupg")

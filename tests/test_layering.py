@@ -55,17 +55,22 @@ def _core_imports() -> dict[str, set[str]]:
     for path in root.rglob("*.py"):
         parts = path.relative_to(root.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                if node.module == "imapcrypt":
-                    targets |= {f"imapcrypt.{alias.name}" for alias in node.names}
-                elif node.module.startswith("imapcrypt."):
-                    targets.add(node.module)
-            elif isinstance(node, ast.Import):
-                targets |= {a.name for a in node.names if a.name.startswith("imapcrypt.")}
-        found[name] = targets
+        found[name] = _imapcrypt_imports(path)
     return found
+
+
+def _imapcrypt_imports(path: Path) -> set[str]:
+    """The imapcrypt modules a file imports (a name imported from `imapcrypt` itself counts as one)."""
+    targets: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "imapcrypt":
+                targets |= {f"imapcrypt.{alias.name}" for alias in node.names}
+            elif node.module.startswith("imapcrypt."):
+                targets.add(node.module)
+        elif isinstance(node, ast.Import):
+            targets |= {a.name for a in node.names if a.name.split(".")[0] == "imapcrypt"}
+    return targets
 
 
 def _layer(module: str) -> int:
@@ -121,19 +126,7 @@ UI_MAY_IMPORT = frozenset(
 def _ui_imports() -> dict[str, set[str]]:
     """Every ui/*.py file and the imapcrypt modules (or names imported from `imapcrypt`) it uses."""
     root = Path(imapcrypt.__file__).parent.parent / "ui"
-    found: dict[str, set[str]] = {}
-    for path in sorted(root.glob("*.py")):
-        targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                if node.module == "imapcrypt":
-                    targets |= {f"imapcrypt.{alias.name}" for alias in node.names}
-                elif node.module.startswith("imapcrypt."):
-                    targets.add(node.module)
-            elif isinstance(node, ast.Import):
-                targets |= {a.name for a in node.names if a.name.split(".")[0] == "imapcrypt"}
-        found[path.name] = targets
-    return found
+    return {path.name: _imapcrypt_imports(path) for path in sorted(root.glob("*.py"))}
 
 
 def test_the_ui_reaches_the_core_only_through_its_door() -> None:

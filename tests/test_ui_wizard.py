@@ -3,9 +3,6 @@ generation, dry-run count, start, and the messages on the server are encrypted."
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +20,7 @@ from imapcrypt.openpgp.gnupg import GnuPG
 from tests.fixtures.corpus import BODY_MARK, varied_seeds
 from tests.fixtures.engine import Rig
 from tests.fixtures.keyrings import MemoryKeyring
-from tests.fixtures.keys import make_home, remove_home
+from tests.fixtures.keys import make_home, remove_home, remove_tree_with_agent
 from tests.fixtures.mailbox import Mailbox
 
 WAIT_MS = 30_000
@@ -165,13 +162,7 @@ def fresh_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "IMAPCRYPT_CONFIG", "GNUPGHOME"):
         monkeypatch.delenv(name, raising=False)
     yield home
-    subprocess.run(
-        ["gpgconf", "--kill", "all"],
-        check=False,
-        capture_output=True,
-        env={**os.environ, "GNUPGHOME": str(api.default_data_dir() / "gnupg")},
-    )
-    shutil.rmtree(home, ignore_errors=True)
+    remove_tree_with_agent(home, api.default_data_dir() / "gnupg")
 
 
 def test_a_new_user_sets_up_on_a_fresh_machine(qtbot: QtBot, mailbox: Mailbox, fresh_home: Path) -> None:
