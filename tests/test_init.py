@@ -182,6 +182,7 @@ def _fresh_argv(config: Path, mailbox: Mailbox, password: str, backup: Path) -> 
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_wrong_password_leaves_nothing_and_the_same_options_then_succeed(
     mailbox: Mailbox, missing_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -204,6 +205,7 @@ def test_a_wrong_password_leaves_nothing_and_the_same_options_then_succeed(
     assert "fresh/INBOX: 0 would be encrypted" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_set_up_that_fails_after_making_the_key_removes_it(
     mailbox: Mailbox, missing_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -229,6 +231,7 @@ def test_a_set_up_that_fails_after_making_the_key_removes_it(
     assert not list((missing_home / "openpgp-revocs.d").glob("*.rev"))
 
 
+@pytest.mark.slow
 def test_init_on_a_terminal_wrong_password_then_right(mailbox: Mailbox) -> None:
     home = Path(tempfile.mkdtemp(prefix="icpty-"))  # short: the agent's sockets live below it
     env = {**os.environ, "HOME": str(home), "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}

@@ -92,6 +92,7 @@ def _make_key(qtbot: QtBot, wizard: SetupWizard, backup: Path) -> None:
 PASSPHRASE = "correct horse battery"
 
 
+@pytest.mark.slow
 def test_wizard_end_to_end(
     qtbot: QtBot, rig: Rig, memory_keyring: MemoryKeyring, empty_gnupg: GnuPG, tmp_path: Path
 ) -> None:
@@ -165,6 +166,7 @@ def fresh_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     remove_tree_with_agent(home, api.default_data_dir() / "gnupg")
 
 
+@pytest.mark.slow
 def test_a_new_user_sets_up_on_a_fresh_machine(qtbot: QtBot, mailbox: Mailbox, fresh_home: Path) -> None:
     mailbox.seed(varied_seeds(3, seed=12))
     config_path = api.default_config_path()
@@ -248,6 +250,7 @@ def test_a_new_user_sets_up_on_a_fresh_machine(qtbot: QtBot, mailbox: Mailbox, f
         app.quit()
 
 
+@pytest.mark.slow
 def test_cancelling_after_the_key_removes_it(
     qtbot: QtBot, mailbox: Mailbox, memory_keyring: MemoryKeyring, empty_gnupg: GnuPG, tmp_path: Path
 ) -> None:
