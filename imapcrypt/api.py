@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 
 from imapcrypt import __version__, autostart, reader
 from imapcrypt.config import write as config_write
-from imapcrypt.config.model import Account, Config, default_config_path, default_data_dir, load_config
+from imapcrypt.config.model import (
+    Account,
+    Config,
+    Security,
+    default_config_path,
+    default_data_dir,
+    load_config,
+)
 from imapcrypt.config.providers import PRESETS, Preset
 from imapcrypt.daemon import AccountWorker, DaemonEvents, StateChange, WorkerState
 from imapcrypt.keys.unlock import check_passphrase, forget_passphrases
@@ -34,6 +41,7 @@ __all__ = [
     "DaemonEvents",
     "ParsedMessage",
     "Preset",
+    "Security",
     "StateChange",
     "Summary",
     "WorkerState",

@@ -99,6 +99,14 @@ def store_account_password(account: Account, password: str) -> None:
         ) from None
 
 
+def forget_account_password(account: Account) -> None:
+    """Remove the account's password from the OS keyring (a set-up undone); nothing there is fine."""
+    try:
+        _keyring().delete_password(SERVICE, account.keyring_user)
+    except keyring.errors.KeyringError:  # PasswordDeleteError included: it was not there
+        return
+
+
 def id_secret(data_dir: Path) -> bytes:
     """The per-installation secret under which message ids are computed (created on first use).
 

@@ -9,7 +9,7 @@ The steps run in the order that fails early and cheaply, and each writes only wh
 3. `SetUp.make_key` (the GnuPG home is created 0700 when missing, the key generated, its backup written,
    the self-test run) or `SetUp.pick_key` (a key already in the home, self-tested). Writes the key and
    its backup only.
-4. `SetUp.save`: the password into the keyring, the self-test's proof, then the configuration file.
+4. `SetUp.save`: the password into the keyring, the configuration file, then the self-test's proof.
 
 A set-up that fails or is cancelled before `save` calls `SetUp.abandon`, which removes what it made
 (the generated key, its revocation certificate and its backup): nothing is left behind, and running
@@ -35,7 +35,7 @@ from imapcrypt.keys import manage as keys
 from imapcrypt.keys.selftest import SelfTestResult, confirm_secret_elsewhere, record_self_test, self_test
 from imapcrypt.openpgp.gnupg import GnuPG, normalise_fingerprint
 from imapcrypt.openpgp.run import run_gpg
-from imapcrypt.secrets import keyring_problem, store_account_password
+from imapcrypt.secrets import forget_account_password, keyring_problem, store_account_password
 from imapcrypt.wiring import open_account, open_session
 
 log = logging.getLogger(__name__)
@@ -245,17 +245,26 @@ class SetUp:
         return config_write.with_account(self.base, self.account)
 
     def save(self) -> Config:
-        """Keep the password (keyring), the self-test's proof, then write the configuration file."""
+        """Keep the password (keyring), write the configuration file, then record the self-test's proof."""
         if not self.key or self.proof is None:
             raise RecipientKeyError("no key has passed the self-test yet", "make or choose a key first")
         account, data_dir = self.account, self.base.data_dir
-        if not (account.password_command or account.token_command):
+        in_keyring = not (account.password_command or account.token_command)
+        if in_keyring:
             store_account_password(account, self.password)
+        try:
+            self.saved = config_write.save(self.config())
+        except BaseException:
+            # No configuration, no keyring entry: `abandon` then removes the key, nothing stays.
+            if in_keyring:
+                forget_account_password(account)
+            raise
+        # Last, once the key is in the configuration for good: should this fail, the engine refuses
+        # to start until `imapcrypt keys self-test` (its fix) records the proof; nothing is lost.
         if self.elsewhere:
             confirm_secret_elsewhere(data_dir, account.name, [self.key])
         else:
             record_self_test(data_dir, account.name, self.proof)
-        self.saved = config_write.save(self.config())
         self.password = ""
         log.info("set-up saved account %s", account.name)
         return self.saved

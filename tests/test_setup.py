@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from imapcrypt import setup
+from imapcrypt.config.model import Account
 from imapcrypt.errors import CredentialsError, ServerError, TlsError
 from imapcrypt.imap.connect import unreachable
-from imapcrypt.setup import NoKeyringError, failed_check, new_key_uid, order_folders
+from imapcrypt.setup import NoKeyringError, SetUp, base_config, failed_check, new_key_uid, order_folders
 from tests.fixtures.dovecot import free_loopback_port
+from tests.fixtures.keyrings import MemoryKeyring
+from tests.fixtures.keys import remove_tree_with_agent
 from tests.fixtures.mailbox import Mailbox
 
 
@@ -37,3 +46,33 @@ def test_a_new_key_is_named_after_the_address() -> None:
     assert new_key_uid("ann@example.org") == "ann@example.org <ann@example.org>"
     assert new_key_uid("ann@example.org", "Ann") == "Ann <ann@example.org>"
     assert new_key_uid("ann") == "ann"
+
+
+def test_a_save_that_fails_takes_the_password_back_out_of_the_keyring(
+    mailbox: Mailbox, memory_keyring: MemoryKeyring, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Path(tempfile.mkdtemp(prefix="icsu-"))
+    try:
+        base = base_config(tmp_path / "config.toml", tmp_path / "data", home / "gnupg")
+        account = Account("a", "127.0.0.1", mailbox.user, (), port=mailbox.port, security="plain")
+        job = SetUp(base, account, mailbox.password)
+        report = job.check_server()
+        assert report.password_place == "the OS keyring"
+        job.choose_folders(report.suggested)
+        job.make_key("Ann <ann@example.org>", "correct horse battery", tmp_path / "backup.asc")
+
+        def disk_full(_config: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(setup.config_write, "save", disk_full)
+        with pytest.raises(OSError, match="No space"):
+            job.save()
+        assert memory_keyring.entries == {}
+        removed = job.abandon()
+        assert removed[0].startswith("the key ")
+        assert not (tmp_path / "backup.asc").exists()
+        assert setup.list_keys(base) == []
+        assert not (tmp_path / "config.toml").exists()
+        assert not (tmp_path / "data").exists()  # no self-test record either
+    finally:
+        remove_tree_with_agent(home, home / "gnupg")

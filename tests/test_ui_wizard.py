@@ -68,7 +68,7 @@ def _fill_account(wizard: SetupWizard, mailbox: Mailbox, password: str) -> None:
     page.password.setText(password)
     page.host.setText("127.0.0.1")
     page.port.setValue(mailbox.port)
-    page.security.setCurrentText("plain")
+    page.security.set_value("plain")
 
 
 def _lines(wizard: SetupWizard) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from imapcrypt_ui.folders import FolderChecklist
+from imapcrypt_ui.fields import FolderChecklist, SecurityChoice
 from imapcrypt_ui.qt import (
     QCheckBox,
     QComboBox,
@@ -60,8 +60,7 @@ class SettingsDialog(QDialog):
         self.host = QLineEdit()
         self.port = QSpinBox()
         self.port.setRange(1, 65535)
-        self.security = QComboBox()
-        self.security.addItems(["tls", "starttls", "plain"])
+        self.security = SecurityChoice()
         self.username = QLineEdit()
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
@@ -128,7 +127,7 @@ class SettingsDialog(QDialog):
         a = self._account()
         self.host.setText(a.host)
         self.port.setValue(a.port)
-        self.security.setCurrentText(a.security)
+        self.security.set_value(a.security)
         self.username.setText(a.username)
         self.password.clear()
         self.password_command.setText(a.password_command or "")
@@ -163,12 +162,11 @@ class SettingsDialog(QDialog):
     def edited(self) -> Account:
         """The account as the fields now describe it."""
         folders = self.folders.chosen()
-        security = self.security.currentText()
         return dataclasses.replace(
             self._account(),
             host=self.host.text().strip(),
             port=self.port.value(),
-            security="starttls" if security == "starttls" else "plain" if security == "plain" else "tls",
+            security=self.security.value(),
             username=self.username.text().strip(),
             password_command=self.password_command.text().strip() or None,
             folders=folders or ("INBOX",),

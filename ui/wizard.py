@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from imapcrypt_ui.folders import FolderChecklist
+from imapcrypt_ui.fields import FolderChecklist, SecurityChoice
 from imapcrypt_ui.qt import (
     QButtonGroup,
     QCheckBox,
@@ -109,8 +109,7 @@ class AccountPage(QWizardPage):
         self.port = QSpinBox()
         self.port.setRange(1, 65535)
         self.port.setValue(993)
-        self.security = QComboBox()
-        self.security.addItems(["tls", "starttls", "plain"])
+        self.security = SecurityChoice()
         self.password_command = QLineEdit()
         self.password_command.setPlaceholderText("optional, e.g. pass show mail/me")
         self.keyring_hint = QLabel()
@@ -160,12 +159,12 @@ class AccountPage(QWizardPage):
             # Another provider's server is not Gmail's: keep nothing from the preset chosen before.
             self.host.clear()
             self.port.setValue(993)
-            self.security.setCurrentText("tls")
+            self.security.set_value("tls")
             self.note.setText("Enter your provider's IMAP server; it is in their help pages.")
             return
         self.host.setText(preset.host)
         self.port.setValue(preset.port)
-        self.security.setCurrentText(preset.security)
+        self.security.set_value(preset.security)
         self.note.setText(preset.note)
 
     def _fields(self) -> tuple[object, ...]:
@@ -174,7 +173,7 @@ class AccountPage(QWizardPage):
             self.password.text(),
             self.host.text().strip(),
             self.port.value(),
-            self.security.currentText(),
+            self.security.value(),
             self.password_command.text().strip(),
         )
 
@@ -184,14 +183,13 @@ class AccountPage(QWizardPage):
     def account(self) -> api.Account:
         """The account as the fields describe it (no key or folders yet)."""
         username = self.address.text().strip()
-        security = self.security.currentText()
         return api.Account(
             name=username.split("@")[0] or "mail",
             host=self.host.text().strip(),
             username=username,
             recipients=(),
             port=self.port.value(),
-            security="starttls" if security == "starttls" else "plain" if security == "plain" else "tls",
+            security=self.security.value(),
             password_command=self.password_command.text().strip() or None,
         )
 
@@ -344,6 +342,7 @@ class KeyPage(QWizardPage):
 
     key_ready = Signal()
     keys_listed = Signal()
+    settled = Signal()  # a key task ended, one way or the other
 
     def __init__(self, flow: Flow) -> None:
         super().__init__()
@@ -472,11 +471,13 @@ class KeyPage(QWizardPage):
         self._mode()
         self.completeChanged.emit()
         self.key_ready.emit()
+        self.settled.emit()
 
     def _failed(self, exc: BaseException) -> None:
         self.busy = False
         self.status.setText(_failure_text(exc))
         self._mode()
+        self.settled.emit()
 
     def isComplete(self) -> bool:
         """Complete once a key passed the self-test."""
@@ -645,8 +646,15 @@ class SetupWizard(QWizard):
         ]
 
     def reject(self) -> None:
-        """Cancel: remove what this set-up made (its key and backup) unless it was saved."""
+        """Cancel: remove what this set-up made (its key and backup) unless it was saved; a key still
+        being made is removed as soon as it is there."""
+        if self.key_page.busy:
+            self.key_page.settled.connect(self._abandon)
+        else:
+            self._abandon()
+        super().reject()
+
+    def _abandon(self) -> None:
         job = self.flow.job
         if job is not None and job.saved is None and job.made_key:
             run_task(job.abandon, self.abandoned.emit, lambda _exc: None, name="abandon")
-        super().reject()
