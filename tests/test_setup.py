@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import tempfile
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import pytest
 
 from imapcrypt import setup
 from imapcrypt.config.model import Account
-from imapcrypt.errors import CredentialsError, ServerError, TlsError
+from imapcrypt.errors import CredentialsError, ServerError, TlsError, TransientError
 from imapcrypt.imap.connect import unreachable
+from imapcrypt.imap.translate import translated_errors
 from imapcrypt.setup import NoKeyringError, SetUp, base_config, failed_check, new_key_uid, order_folders
 from tests.fixtures.dovecot import free_loopback_port
 from tests.fixtures.keyrings import MemoryKeyring
@@ -76,3 +78,18 @@ def test_a_save_that_fails_takes_the_password_back_out_of_the_keyring(
         assert not (tmp_path / "data").exists()  # no self-test record either
     finally:
         remove_tree_with_agent(home, home / "gnupg")
+
+
+@pytest.mark.parametrize(
+    ("failure", "words"),
+    [
+        (socket.gaierror(-2, "Name or service not known"), "no server has that name"),
+        (ConnectionRefusedError(111, "Connection refused"), "nothing accepts connections on that port"),
+        (TimeoutError(), "no answer"),
+    ],
+)
+def test_a_connection_that_does_not_open_says_why_in_words(failure: OSError, words: str) -> None:
+    with pytest.raises(TransientError) as raised, translated_errors("mail.example", "connect"):
+        raise failure
+    assert words in raised.value.message
+    assert "Errno" not in str(raised.value)
