@@ -50,6 +50,9 @@ def test_presets_fill_the_server(qtbot: QtBot, tmp_path: Path) -> None:
     page.provider.setCurrentText("Gmail")
     assert page.host.text() == "imap.gmail.com"
     assert "app password" in page.note.text()
+    page.provider.setCurrentText("Other provider")
+    assert page.host.text() == ""
+    assert "Gmail" not in page.note.text()
 
 
 def _log_in(qtbot: QtBot, wizard: SetupWizard) -> None:
