@@ -170,6 +170,15 @@ class SetUp:
             )
         return "the OS keyring"
 
+    def adopt_key(self, earlier: SetUp) -> None:
+        """Take over the key an earlier attempt of this set-up made or chose (the user went back to
+        the first page and logged in again): it is not made twice, and `abandon` still removes it."""
+        self.key, self.made_key, self.backup = earlier.key, earlier.made_key, earlier.backup
+        self.proof, self.elsewhere = earlier.proof, earlier.elsewhere
+        self._made_files = list(earlier._made_files)
+        if self.key:
+            self.account = dataclasses.replace(self.account, recipients=(self.key,))
+
     # -- 2. folders --------------------------------------------------------------------------------
     def choose_folders(self, folders: Sequence[str]) -> None:
         """Watch these folders (at least one)."""

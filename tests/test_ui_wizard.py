@@ -270,6 +270,10 @@ def test_cancelling_after_the_key_removes_it(
     backup = tmp_path / "backup.asc"
     _make_key(qtbot, wizard, backup)
     fingerprint = wizard.key_page.fingerprint
+    for _page in range(3):  # back to the first page, and log in again: the key is kept, not remade
+        wizard.back()
+    _log_in(qtbot, wizard)
+    assert wizard.flow.require().key == fingerprint
     with qtbot.waitSignal(wizard.abandoned, timeout=WAIT_MS) as removed:
         wizard.reject()
     assert f"the key {fingerprint}" in removed.args[0]

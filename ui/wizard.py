@@ -207,6 +207,8 @@ class AccountPage(QWizardPage):
         self.keyring_hint.setVisible(False)
         fields = self._fields()
         job = setup.SetUp(self.flow.base, self.account(), self.password.text())
+        if self.flow.job is not None:
+            job.adopt_key(self.flow.job)  # back on this page after the key was made
 
         def test() -> setup.SetUp:
             job.check_server()
