@@ -111,7 +111,8 @@ class SetUp:
 
     base: Config
     account: Account
-    password: str = ""  # as typed; kept in memory until `save` puts it into the keyring
+    # As typed; kept in memory until `save` puts it into the keyring, and never in a repr or a log.
+    password: str = field(default="", repr=False)
     report: ServerReport | None = None
     key: str = ""
     made_key: str = ""
@@ -215,29 +216,35 @@ class SetUp:
                 raise ImapcryptError(f"there is no folder {backup.parent}", "choose an existing folder")
         gpg = self.gnupg()
         info = keys.generate_key(gpg, uid, passphrase, algorithm)
-        self.made_key = self.key = info.fingerprint
+        self.made_key = info.fingerprint
         self._made_files.append(keys.revocation_certificate_path(gpg, info.fingerprint))
-        if backup is not None:
-            self.backup = keys.backup_secret(gpg, info.fingerprint, backup, passphrase)
-            self._made_files.append(self.backup)
-        self._prove(gpg, passphrase, elsewhere=False)
+        try:
+            if backup is not None:
+                self.backup = keys.backup_secret(gpg, info.fingerprint, backup, passphrase)
+                self._made_files.append(self.backup)
+            self._prove(gpg, info.fingerprint, passphrase, elsewhere=False)
+        except BaseException:
+            self.abandon()  # a key without its backup or proof is no key to keep: try again afresh
+            raise
         return info
 
     def pick_key(self, fingerprint: str, passphrase: str | None, elsewhere: bool = False) -> keys.KeyInfo:
         """Use a key already in the GnuPG home: its secret key opens a probe, or (`elsewhere`) the user
         confirms that its secret key lives on another device."""
+        if self.key:
+            raise ImapcryptError(f"this set-up already has the key {self.key}", "go on to the next step")
         gpg = self.gnupg()
         info = keys.find_key(gpg, normalise_fingerprint(fingerprint))
-        self.key = info.fingerprint
-        self._prove(gpg, passphrase, elsewhere)
+        self._prove(gpg, info.fingerprint, passphrase, elsewhere)
         return info
 
-    def _prove(self, gpg: GnuPG, passphrase: str | None, elsewhere: bool) -> None:
-        result = self_test(gpg, [self.key], passphrase)
+    def _prove(self, gpg: GnuPG, fingerprint: str, passphrase: str | None, elsewhere: bool) -> None:
+        """Self-test `fingerprint`; only a key that passed (or is confirmed elsewhere) becomes the key."""
+        result = self_test(gpg, [fingerprint], passphrase)
         if not result.passed and not (elsewhere and result.needs_confirmation):
             if result.needs_confirmation:
                 raise RecipientKeyError(
-                    f"the secret key of {self.key} is not on this computer",
+                    f"the secret key of {fingerprint} is not on this computer",
                     "confirm that it opens mail on another device, or use a key whose secret part is here",
                 )
             raise RecipientKeyError(
@@ -245,8 +252,8 @@ class SetUp:
                 + "; ".join(result.problems or ("it did not decrypt",)),
                 "check the passphrase, or use a key whose secret part you hold",
             )
-        self.proof, self.elsewhere = result, not result.passed
-        self.account = dataclasses.replace(self.account, recipients=(self.key,))
+        self.key, self.proof, self.elsewhere = fingerprint, result, not result.passed
+        self.account = dataclasses.replace(self.account, recipients=(fingerprint,))
 
     # -- 4. save -------------------------------------------------------------------------------------
     def config(self) -> Config:
