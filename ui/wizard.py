@@ -33,6 +33,7 @@ from imapcrypt_ui.qt import (
     QPushButton,
     QRadioButton,
     QSpinBox,
+    Qt,
     QVBoxLayout,
     QWidget,
     QWizard,
@@ -119,6 +120,8 @@ class AccountPage(QWizardPage):
         self.test_button.setToolTip("Connect, log in and list the folders; nothing is changed")
         self.test_button.clicked.connect(self.run_test)
         self.results = QListWidget()
+        self.results.setWordWrap(True)  # a long reason and its fix are read whole, not scrolled
+        self.results.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.demo = QPushButton("Try the demo (no account needed)")
@@ -237,12 +240,13 @@ class AccountPage(QWizardPage):
     def _failed(self, exc: BaseException) -> None:
         self.passed_for = None
         if isinstance(exc, ImapcryptError):
-            shown = [*getattr(exc, "checks", ()), setup.failed_check(exc)]
-            self._show(shown)
+            # What failed comes first, where it is seen without scrolling; what passed follows.
+            self._show([setup.failed_check(exc), *getattr(exc, "checks", ())])
             self.summary.setText("✘ " + exc.message)
         else:
             self.summary.setText(_failure_text(exc))
         if isinstance(exc, setup.NoKeyringError):
+            self.summary.setText("✘ Logged in, but there is no OS keyring to keep the password.")
             self.keyring_hint.setText(
                 "There is no OS keyring on this computer to keep the password. Fill in “Password "
                 "command” above with a command that prints it (e.g. pass show mail/me), then log in again."
@@ -634,7 +638,7 @@ class SetupWizard(QWizard):
         for page in self.pages():
             self.addPage(page)
         self.setOption(QWizard.WizardOption.NoBackButtonOnLastPage, True)
-        self.resize(680, 600)
+        self.resize(700, 640)
 
     def pages(self) -> list[Any]:
         """The pages in order (for tests and screenshots)."""
