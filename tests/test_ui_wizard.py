@@ -3,15 +3,20 @@ generation, dry-run count, start, and the messages on the server are encrypted."
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from imapcrypt_ui.app import TrayApp
 from imapcrypt_ui.wizard import PRESETS, SetupWizard
 from pytestqt.qtbot import QtBot
 
+import imapcrypt.imap.connect
+import imapcrypt.wiring
 from imapcrypt import api
 from imapcrypt.config.model import load_config
 from imapcrypt.keys.manage import list_keys
@@ -31,6 +36,33 @@ def empty_gnupg() -> Iterator[GnuPG]:
     gpg = make_home("icwiz-")
     yield gpg
     remove_home(gpg)
+
+
+@pytest.fixture
+def off_the_gui_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Fails the test if gpg runs or an IMAP session opens on the GUI (main) thread while it runs."""
+    seen: list[str] = []
+    popen_init = subprocess.Popen.__init__
+    connect = imapcrypt.imap.connect.connect
+
+    def on_gui_thread() -> bool:
+        return threading.current_thread() is threading.main_thread()
+
+    def watched_popen(self: subprocess.Popen[bytes], args: Any, *rest: Any, **kw: Any) -> None:
+        program = Path(str(args[0] if isinstance(args, list | tuple) else args)).name
+        if program.startswith("gpg") and on_gui_thread():
+            seen.append(f"gpg: {args}")
+        popen_init(self, args, *rest, **kw)
+
+    def watched_connect(*args: Any, **kw: Any) -> Any:
+        if on_gui_thread():
+            seen.append("IMAP connect")
+        return connect(*args, **kw)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", watched_popen)
+    monkeypatch.setattr(imapcrypt.wiring, "connect", watched_connect)
+    yield seen
+    assert seen == [], "the GUI thread ran gpg or IMAP"
 
 
 def _all_ours(mailbox: Mailbox) -> bool:
@@ -97,7 +129,12 @@ PASSPHRASE = "correct horse battery"
 
 @pytest.mark.slow
 def test_wizard_end_to_end(
-    qtbot: QtBot, rig: Rig, memory_keyring: MemoryKeyring, empty_gnupg: GnuPG, tmp_path: Path
+    qtbot: QtBot,
+    rig: Rig,
+    memory_keyring: MemoryKeyring,
+    empty_gnupg: GnuPG,
+    tmp_path: Path,
+    off_the_gui_thread: list[str],
 ) -> None:
     seeds = varied_seeds(7)
     rig.mailbox.seed(seeds)
@@ -170,7 +207,9 @@ def fresh_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 @pytest.mark.slow
-def test_a_new_user_sets_up_on_a_fresh_machine(qtbot: QtBot, mailbox: Mailbox, fresh_home: Path) -> None:
+def test_a_new_user_sets_up_on_a_fresh_machine(
+    qtbot: QtBot, mailbox: Mailbox, fresh_home: Path, off_the_gui_thread: list[str]
+) -> None:
     mailbox.seed(varied_seeds(3, seed=12))
     config_path = api.default_config_path()
     data_dir = api.default_data_dir()
