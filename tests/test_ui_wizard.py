@@ -1,5 +1,6 @@
-"""The first-run wizard end to end against a real Dovecot and a real GnuPG: fields, connection test, key
-generation, dry-run count, start, and the messages on the server are encrypted."""
+"""The first-run wizard end to end against a real Dovecot and a real GnuPG: fields and login on the first
+page, folders, key generation, dry-run count, start, and the messages on the server are encrypted; on
+a fresh machine, with no keyring, a wrong password first; a cancelled set-up removes its key."""
 
 from __future__ import annotations
 

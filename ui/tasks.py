@@ -1,4 +1,4 @@
-"""One-off background jobs for the windows (a connection test, a key, a dry run, a folder list).
+"""One-off background jobs for the windows (a login, a key, a dry run, a folder list, a passphrase check).
 
 The GUI thread never waits on IMAP or GnuPG: `run_task` runs a function in a Python thread and calls
 `on_done` (or `on_failed`) with its result back on the GUI thread, through a queued signal.
