@@ -23,6 +23,7 @@ from imapcrypt.config.model import (
 from imapcrypt.config.providers import PRESETS, Preset
 from imapcrypt.daemon import AccountWorker, DaemonEvents, StateChange, WorkerState
 from imapcrypt.keys.unlock import check_passphrase, forget_passphrases
+from imapcrypt.openpgp.binary import find_gpg, gpg_version, install_gpg_hint
 from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.reader import Attachment, ParsedMessage, Summary
 from imapcrypt.secrets import store_account_password
@@ -49,6 +50,7 @@ __all__ = [
     "autostart_enabled",
     "default_config_path",
     "default_data_dir",
+    "gnupg_description",
     "list_folder",
     "load_config",
     "lock",
@@ -70,6 +72,17 @@ def save_account(config: Config, account: Account, password: str = "") -> Config
     if password:
         store_account_password(account, password)
     return saved
+
+
+def gnupg_description() -> str:
+    """Which gpg imapcrypt runs and its version, or how to install one (runs `gpg --version`)."""
+    gpg = find_gpg()
+    if not gpg:
+        return f"not found: {install_gpg_hint()}"
+    try:
+        return f"{gpg}, {gpg_version(gpg)}"
+    except OSError as exc:
+        return f"{gpg} does not run ({exc}): {install_gpg_hint()}"
 
 
 def autostart_enabled() -> bool:

@@ -28,9 +28,9 @@ from imapcrypt_ui.qt import (
     QWidget,
     Signal,
 )
+from imapcrypt_ui.tasks import run_task
 
-from imapcrypt import __version__
-from imapcrypt.openpgp.binary import find_gpg, gpg_version, install_gpg_hint
+from imapcrypt import __version__, api
 
 ICONS = Path(__file__).parent / "icons"
 
@@ -40,13 +40,8 @@ def state_icon(state: IconState) -> QIcon:
     return QIcon(str(ICONS / f"{state}.svg"))
 
 
-def about_text() -> str:
+def about_text(gnupg: str) -> str:
     """The About box's text (rich text): the version, what imapcrypt does, and which gpg it runs."""
-    gpg = find_gpg()
-    try:
-        gnupg = f"{gpg}, {gpg_version(gpg)}" if gpg else f"not found: {install_gpg_hint()}"
-    except OSError as exc:
-        gnupg = f"{gpg} does not run ({exc}): {install_gpg_hint()}"
     return (
         f"<p><b>imapcrypt {html.escape(__version__)}</b></p>"
         "<p>Keeps your IMAP mailbox OpenPGP-encrypted at rest, on your provider's disk.</p>"
@@ -173,7 +168,10 @@ class Tray(QObject):
     def show_about(self) -> QMessageBox:
         """A small dialog with the version (not modal: the tray keeps working behind it)."""
         if self.about_box is None:
-            self.about_box = QMessageBox(QMessageBox.Icon.NoIcon, "About imapcrypt", about_text())
+            box = QMessageBox(QMessageBox.Icon.NoIcon, "About imapcrypt", about_text("looking…"))
+            self.about_box = box
+            # `gpg --version` is a gpg run: never on the GUI thread.
+            run_task(api.gnupg_description, lambda found: box.setText(about_text(found)), name="about")
             self.about_box.setIconPixmap(state_icon("idle").pixmap(64, 64))
         self.about_box.show()
         self.about_box.raise_()
