@@ -147,9 +147,7 @@ def _pick(args: argparse.Namespace, job: setup.SetUp, fingerprint: str, prompter
     job.pick_key(key.fingerprint, passphrase, elsewhere)
 
 
-def _log_in(
-    args: argparse.Namespace, job: setup.SetUp, prompter: Prompter, say: Callable[[str], None]
-) -> setup.ServerReport:
+def _log_in(job: setup.SetUp, prompter: Prompter, say: Callable[[str], None]) -> setup.ServerReport:
     """Step 1: log in, then make sure the password has a place to live (else ask for a command)."""
     try:
         report = job.check_server()
@@ -203,10 +201,12 @@ def run_init(args: argparse.Namespace, prompter: Prompter, say: Callable[[str], 
         grace_minutes=args.grace_minutes,
         original=args.original,
     )
-    probe = dataclasses.replace(account, recipients=("0" * 40,))
-    parse_config(config_write.render(config_write.with_account(base, probe), write_dirs=True), path)
+    # Refuse bad values (a port out of range, plain to a remote host) before connecting; the key comes
+    # later, so a stand-in recipient fills its place in this check only.
+    stand_in = dataclasses.replace(account, recipients=("0" * 40,))
+    parse_config(config_write.render(config_write.with_account(base, stand_in), write_dirs=True), path)
     job = setup.SetUp(base, account, password)
-    report = _log_in(args, job, prompter, say)
+    report = _log_in(job, prompter, say)
     job.choose_folders(_choose_folders(args, report, prompter, say))
     setup.run_steps(job, [lambda: _choose_key(args, job, prompter, say), job.save])
     assert job.saved is not None  # noqa: S101 - save() sets it or raised
