@@ -142,6 +142,7 @@ class ReaderWindow(QMainWindow):
         self._fill_folders()
         self.folders.itemClicked.connect(self._folder_clicked)
         self.messages.cellClicked.connect(lambda row, _col: self.open_row(row))
+        self._show_lock_state()  # nothing to unlock or lock before a folder is chosen
 
     def _lay_out(self) -> None:
         middle = QWidget()

@@ -211,6 +211,9 @@ def render_all() -> None:  # noqa: PLR0915 - one sample scene after another
 
     # The reader, unlocked, with an HTML newsletter open (its tracking pixel blocked).
     reader = ReaderWindow(config, unlocked, lambda name: None)
+    unlocked.set("personal", "sample")
+    reader.current = (account, "INBOX")
+    reader._show_lock_state()
     subjects = [
         ("Ada Lovelace <ada@analytical.example>", "Dinner on Friday?"),
         ("The Weekly Letter <news@letter.example>", "This week: ten things worth reading"),
