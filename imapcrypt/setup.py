@@ -233,7 +233,12 @@ class SetUp:
         confirms that its secret key lives on another device."""
         if self.key:
             raise ImapcryptError(f"this set-up already has the key {self.key}", "go on to the next step")
-        gpg = self.gnupg()
+        if not self.base.gnupg_home.is_dir():  # nothing to pick from: and nothing is made for it
+            raise RecipientKeyError(
+                f"there is no GnuPG home at {self.base.gnupg_home} yet, so no key to use",
+                "make a new key, or import yours with `imapcrypt keys import`",
+            )
+        gpg = GnuPG(self.base.gnupg_home)
         info = keys.find_key(gpg, normalise_fingerprint(fingerprint))
         self._prove(gpg, info.fingerprint, passphrase, elsewhere)
         return info

@@ -10,7 +10,7 @@ import pytest
 
 from imapcrypt import setup
 from imapcrypt.config.model import Account
-from imapcrypt.errors import CredentialsError, ServerError, TlsError, TransientError
+from imapcrypt.errors import CredentialsError, RecipientKeyError, ServerError, TlsError, TransientError
 from imapcrypt.imap.connect import unreachable
 from imapcrypt.imap.translate import translated_errors
 from imapcrypt.setup import NoKeyringError, SetUp, base_config, failed_check, new_key_uid, order_folders
@@ -93,3 +93,12 @@ def test_a_connection_that_does_not_open_says_why_in_words(failure: OSError, wor
         raise failure
     assert words in raised.value.message
     assert "Errno" not in str(raised.value)
+
+
+def test_picking_a_key_where_there_is_no_gnupg_home_makes_nothing(tmp_path: Path) -> None:
+    base = base_config(tmp_path / "config.toml", tmp_path / "data", tmp_path / "gnupg")
+    job = SetUp(base, Account("a", "127.0.0.1", "u", ()))
+    with pytest.raises(RecipientKeyError, match="no GnuPG home"):
+        job.pick_key("A" * 40, None)
+    assert not (tmp_path / "gnupg").exists()
+    assert job.key == ""

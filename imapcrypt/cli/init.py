@@ -134,7 +134,11 @@ def _choose_key(
 
 def _pick(args: argparse.Namespace, job: setup.SetUp, fingerprint: str, prompter: Prompter) -> None:
     """Self-test a key already in the home (its passphrase asked, or read from --passphrase-fd)."""
-    key = keys.find_key(job.gnupg(), normalise_fingerprint(fingerprint))
+    wanted = normalise_fingerprint(fingerprint)
+    key = next((k for k in setup.list_keys(job.base) if k.fingerprint == wanted), None)
+    if key is None:  # not usable here: pick_key says why (no GnuPG home, unknown, unfit), making nothing
+        job.pick_key(wanted, None)
+        return
     passphrase: str | None = None
     if args.passphrase_fd is not None:
         passphrase = _read_fd(args.passphrase_fd)
