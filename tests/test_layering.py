@@ -7,6 +7,7 @@ import json
 import pkgutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import imapcrypt
@@ -141,3 +142,15 @@ def test_the_door_names_what_it_exports() -> None:
 
     assert sorted(api.__all__) == sorted(set(api.__all__))
     assert all(hasattr(api, name) for name in api.__all__)
+
+
+def test_every_core_package_is_in_the_distribution() -> None:
+    """A subpackage left out of pyproject's list installs as nothing: the wheel's CLI would not start."""
+    root = Path(imapcrypt.__file__).parent
+    found = {".".join(p.parent.relative_to(root.parent).parts) for p in root.rglob("__init__.py")} | {
+        "imapcrypt_ui"
+    }
+    listed = set(
+        tomllib.loads((root.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    assert sorted(found - listed) == []
