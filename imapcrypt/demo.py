@@ -128,7 +128,12 @@ _SENDER_ENCRYPTED = (
     b"Date: Mon, 01 Jan 2024 09:00:00 +0000\r\nMessage-ID: <alice1@pgp.example>\r\nMIME-Version: 1.0\r\n"
     b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="x"\r\n\r\n'
     b"--x\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--x\r\n"
-    b"Content-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0RFTU8=\r\n"
+    b"Content-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\n"
+    # A session-key packet and an encrypted data packet of invented bytes: framed as ciphertext,
+    # which is what classify checks (no key opens it).
+    b"wVwDREVNT0tFWSESKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4/QEFCQ0RFRkdIMGRlZmdoaWprbG1ub3BxcnN0dXZ3\r\n"
+    b"eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6PkJGSk9I9AQswVXqfxOkOM1h9osfsETZbgKXK7xQ5XoOozfIXPGGGq9D1\r\n"
+    b"Gj9kia7T+B1CZ4yx1vsgRWqPtNn+I0htkg==\r\n"
     b"-----END PGP MESSAGE-----\r\n--x--\r\n"
 )
 

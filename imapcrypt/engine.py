@@ -311,9 +311,6 @@ class Engine:
             if kind is envelope.Kind.OURS:
                 report.already_ours += 1
                 handled.add(uid)
-            elif kind is not envelope.Kind.PLAINTEXT and not self.account.encrypt_encrypted:
-                report.sender_encrypted += 1
-                handled.add(uid)
             elif b"\\Deleted" in info.flags:
                 # On its way out: a copy would carry \Deleted too, and expunging it is the user's call.
                 report.marked_deleted += 1
@@ -372,13 +369,16 @@ class Engine:
         return handled | stored
 
     def _seal(self, info: MessageInfo, raw: bytes) -> envelope.Sealed | ImapcryptError | None:
-        """Runs on the worker pool: seal one message; None when its body shows the sender encrypted it.
+        """Runs on the worker pool: seal one message; None when its body proves it is encrypted already.
 
         Never raises: a failure comes back as the error, for the caller to report.
         """
         try:
+            # Sender encryption counts only when the whole message proves it (docs/format.md).
             kind = envelope.classify(raw)
-            if kind is envelope.Kind.INLINE_PGP and not self.account.encrypt_encrypted:
+            if kind is envelope.Kind.OURS or (
+                kind is not envelope.Kind.PLAINTEXT and not self.account.encrypt_encrypted
+            ):
                 return None
             return envelope.seal(
                 raw,

@@ -23,7 +23,7 @@ def test_demo_runs_to_completion_headless() -> None:
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "in-memory IMAP server (pymap) on 127.0.0.1:" in out
-    assert "dry run: 7 would be encrypted, 1 is already encrypted" in out
+    assert "dry run: up to 8 would be encrypted" in out
     assert "existing mail: 7 encrypted" in out
     assert "the next pass encrypted 1" in out
     assert "9 messages: 8 encrypted by imapcrypt, 1 encrypted by their sender, 0 plaintext" in out

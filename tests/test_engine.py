@@ -14,6 +14,7 @@ from imapcrypt.message import envelope
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities, quota_config
 from tests.fixtures.engine import Rig, assert_exactly_once
+from tests.samples import load
 
 USER_DELETED = Seed(
     b"From: x@example.org\r\nSubject: the user deleted me\r\n\r\nkeep me until the user expunges\r\n",
@@ -97,13 +98,7 @@ def test_grace_period_leaves_young_mail_and_holds_the_watermark(rig: Rig) -> Non
 
 
 def test_mail_the_sender_encrypted_is_left_alone(rig: Rig) -> None:
-    pgp_mime = (
-        b"From: a@example.org\r\nSubject: secret\r\nMIME-Version: 1.0\r\n"
-        b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary="x"\r\n\r\n'
-        b"--x\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--x\r\n"
-        b"Content-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\nhQEM\r\n"
-        b"-----END PGP MESSAGE-----\r\n--x--\r\n"
-    )
+    pgp_mime = load("encrypted_pgp_mime")
     seeds = [Seed(pgp_mime, (b"\\Seen",), dt.datetime(2021, 1, 1, tzinfo=dt.UTC)), *varied_seeds(1)]
     rig.mailbox.seed(seeds)
     with rig.engine() as engine:

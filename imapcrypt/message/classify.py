@@ -1,8 +1,9 @@
 """What a message is, as far as encrypting it goes (docs/format.md).
 
 `classify` tells plaintext from mail that is already encrypted: by imapcrypt (`X-Imapcrypt` on a
-`multipart/encrypted` message), by its sender with PGP/MIME, inline PGP or S/MIME. Signed-only mail is
-plaintext. It reads a whole message or the header fields in `CLASSIFY_HEADERS` alone.
+`multipart/encrypted` message), or by its sender with PGP/MIME, inline PGP or S/MIME, which counts only
+when the content proves it (message/ciphertext.py). Signed-only mail is plaintext. It reads a whole
+message or the header fields in `CLASSIFY_HEADERS` alone.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import email.message
 import email.policy
 import enum
 import re
+from collections.abc import Callable
 
-from imapcrypt.message.headers import ContentType, HeaderSection, parameters
+from imapcrypt.message import ciphertext
+from imapcrypt.message.headers import ContentType, HeaderSection
 
 MARKER_HEADER = "X-Imapcrypt"
 MARKER_VERSION = "1"
@@ -29,10 +32,7 @@ CLASSIFY_HEADERS: tuple[str, ...] = (
 )
 
 _ARMOR_BEGIN = b"-----BEGIN PGP MESSAGE-----"
-_ARMOR_END = b"-----END PGP MESSAGE-----"
 _SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
-# smime-type values that carry no encryption: the content is readable by anyone, so it is plaintext.
-_SMIME_NOT_ENCRYPTED = ("signed-data", "certs-only", "compressed-data")
 
 
 class Kind(enum.Enum):
@@ -62,9 +62,10 @@ def marker_id(value: str | bytes) -> str | None:
 def classify(raw: bytes) -> Kind:
     """The kind of `raw`, a whole message or its header bytes alone; never raises.
 
-    From headers alone an inline-PGP message looks like PLAINTEXT (the armor is in the body): classify
-    the full message again before encrypting it. Input that is not a message at all is PLAINTEXT here
-    and refused by `seal`.
+    Mail counts as sender-encrypted only when its content proves it (message/ciphertext.py): from
+    header bytes alone every message but our own copies is PLAINTEXT, so classify the whole message
+    again before encrypting it. Anything that is not a message at all is PLAINTEXT too, and `seal`
+    encrypts it byte for byte.
     """
     section = HeaderSection.parse(raw)
     content_type = ContentType.of(section)
@@ -72,25 +73,24 @@ def classify(raw: bytes) -> Kind:
         marker = section.first(MARKER_HEADER)
         if marker is not None and marker_id(marker.value) is not None:
             return Kind.OURS
-        return Kind.PGP_MIME
-    if _is_smime_enveloped(section, content_type):
+    if section.body_start >= len(raw) or not section.starts_with_field:
+        return Kind.PLAINTEXT  # header bytes alone prove nothing; no header, no MIME structure
+    if content_type.mime_type == "multipart/encrypted":
+        return Kind.PGP_MIME if _proven(ciphertext.is_pgp_mime, raw) else Kind.PLAINTEXT
+    smime_like = content_type.mime_type in (*_SMIME_TYPES, "application/octet-stream")
+    if smime_like and _proven(ciphertext.is_smime, raw):
         return Kind.SMIME
-    if _may_hold_armor(raw, section.body_start) and _is_inline_pgp(raw):
+    if _may_hold_armor(raw, section.body_start) and _proven(ciphertext.is_inline_pgp, raw):
         return Kind.INLINE_PGP
     return Kind.PLAINTEXT
 
 
-def _is_smime_enveloped(section: HeaderSection, content_type: ContentType) -> bool:
-    if content_type.mime_type in _SMIME_TYPES:
-        # Old agents leave smime-type out; most of those messages are enveloped (RFC 8551 §3.2.2).
-        return content_type.params.get("smime-type", "").lower() not in _SMIME_NOT_ENCRYPTED
-    if content_type.mime_type == "application/octet-stream":
-        disposition = section.first("Content-Disposition")
-        names = [content_type.params.get("name", "")]
-        if disposition is not None:
-            names.append(parameters("Content-Disposition", disposition.text()).get("filename", ""))
-        return any(name.lower().endswith(".p7m") for name in names)
-    return False
+def _proven(proof: Callable[[email.message.Message], bool], raw: bytes) -> bool:
+    """Run one of message/ciphertext.py's proofs on the parsed message; any failure means no."""
+    try:
+        return proof(email.message_from_bytes(raw, policy=email.policy.compat32))
+    except Exception:  # the email package raises assorted errors (RecursionError too) on hostile MIME
+        return False
 
 
 def _armor_patterns() -> tuple[bytes, ...]:
@@ -108,31 +108,3 @@ _PATTERNS = _armor_patterns()
 def _may_hold_armor(raw: bytes, body_start: int) -> bool:
     # A cheap scan first: parsing a 25 MB message costs about as much as encrypting it.
     return any(raw.find(pattern, body_start) >= 0 for pattern in _PATTERNS)
-
-
-def _is_inline_pgp(raw: bytes) -> bool:
-    """True if the first text/plain part (not an attachment) starts with an armored PGP message.
-
-    Only the start counts: a message that quotes an armored block further down is plaintext, because
-    leaving plaintext unencrypted is worse than encrypting an inline-PGP message a second time.
-    """
-    try:
-        return _first_text_is_armor(email.message_from_bytes(raw, policy=email.policy.compat32))
-    except Exception:  # the email package raises assorted errors on adversarial MIME; classify must not
-        return False
-
-
-def _first_text_is_armor(message: email.message.Message) -> bool:
-    for part in message.walk():
-        if part.get_content_maintype() == "multipart":
-            continue
-        if part.get_content_type() != "text/plain":
-            return False
-        if str(part.get("Content-Disposition", "")).lower().startswith("attachment"):
-            continue
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
-            return False
-        text = payload.lstrip()
-        return text.startswith(_ARMOR_BEGIN) and _ARMOR_END in text
-    return False

@@ -104,17 +104,15 @@ def seal(
 
     The outer header holds copies of the `outer_headers` fields of `raw` that are safe to copy (see
     docs/format.md), `Subject: [...]`, the marker and the subject ciphertext. With `replace_message_id`
-    (Gmail) the outer Message-ID is a new unique one; the original stays inside. Raises EnvelopeError
-    if `raw` is not a message, a RecipientKeyError subclass for an unusable key, ConfigError for an
-    `outer_headers` name that cannot be copied, ValueError for an `id_secret` under 16 bytes. Safe to
-    call from several threads at once.
+    (Gmail) the outer Message-ID is a new unique one; the original stays inside. `raw` may be any
+    bytes: input that does not start with a header field is sealed too, with only the fields found
+    before its first empty line copied. Raises a RecipientKeyError subclass for an unusable key,
+    ConfigError for an `outer_headers` name that cannot be copied, ValueError for an `id_secret` under
+    16 bytes. Safe to call from several threads at once.
     """
+    # Any bytes are sealed, a message or not (an mbox "From " line, body text, no header at all):
+    # what is on the server must not stay readable, and restore gives back exactly these bytes.
     section = HeaderSection.parse(raw)
-    if not raw or not section.starts_with_field:
-        raise EnvelopeError(
-            "the input is not a mail message (it does not start with a header field)",
-            "give the message's bytes as the server's BODY[] returns them",
-        )
     wanted = check_outer_headers(outer_headers)
     ident = message_id(raw, id_secret)
     kept = [f for f in section.fields if f.key in wanted and f.is_copyable()]

@@ -11,13 +11,14 @@ import base64
 import binascii
 import enum
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gnupg
 
 from imapcrypt.errors import DecryptError, ImapcryptError, RecipientKeyError
+from imapcrypt.openpgp import packets
 from imapcrypt.openpgp.binary import install_gpg_hint
 
 FINGERPRINT = re.compile(r"^[0-9A-F]{40}$|^[0-9A-F]{64}$")
@@ -36,7 +37,6 @@ BASE_OPTIONS = (
 ENCRYPT_OPTIONS = ("--no-textmode", "--no-encrypt-to")
 
 _FIX_KEYS = "check the recipients with `imapcrypt keys list`"
-_PKESK, _SKESK, _SEIPD, _OCB = 1, 3, 18, 20
 _GPG_ERR_BAD_PASSPHRASE = 11
 
 
@@ -246,47 +246,15 @@ def _dearmor_head(armored: bytes, limit: int = 32768) -> bytes:
 
 def _require_seipd_v1(binary: bytes) -> None:
     """Raise unless the first data packet is a SEIPD v1 (MDC) packet: never AEAD, never unprotected."""
-    tag, version = _first_data_packet(binary)
-    if tag == _SEIPD and version == 1:
+    tag, version = packets.first_data_packet(binary)
+    if tag == packets.SEIPD and version == 1:
         return
-    if tag == _OCB or (tag == _SEIPD and version == 2):
+    if tag == packets.AEAD or (tag == packets.SEIPD and version == 2):
         raise AeadKeyError(
             "GnuPG chose AEAD encryption, which OpenKeychain and PGPainless cannot read",
             "remove AEAD from the key's features: gpg --edit-key FPR, setpref without OCB, save",
         )
     raise EncryptError(f"GnuPG wrote an unexpected packet (tag {tag})", "run `imapcrypt doctor`")
-
-
-def _first_data_packet(binary: bytes) -> tuple[int, int]:
-    """Tag and first body octet (the version) of the first packet after the session-key packets."""
-    try:
-        for tag, body in _packets(binary):
-            if tag not in (_PKESK, _SKESK):
-                return tag, body[0] if body else -1
-    except IndexError:  # cut short: not a message gpg would write
-        pass
-    return -1, -1
-
-
-def _packets(binary: bytes) -> Iterator[tuple[int, bytes]]:
-    """Each packet's tag and (possibly cut) body, up to the first one that is not a session-key packet."""
-    pos = 0
-    while pos < len(binary):
-        ctb = binary[pos]
-        if not ctb & 0x80:
-            return
-        if ctb & 0x40:  # new format
-            tag = ctb & 0x3F
-            length, pos = _new_length(binary, pos + 1)
-        else:
-            tag = (ctb >> 2) & 0x0F
-            size = (1, 2, 4, 0)[ctb & 3]
-            length = int.from_bytes(binary[pos + 1 : pos + 1 + size], "big") if size else len(binary)
-            pos += 1 + size
-        yield tag, binary[pos : pos + length]
-        if tag not in (_PKESK, _SKESK):
-            return
-        pos += length
 
 
 def session_key_ids(armored: bytes) -> frozenset[str]:
@@ -295,22 +263,4 @@ def session_key_ids(armored: bytes) -> frozenset[str]:
     Read from its v3 PKESK packets without decrypting anything: this is how `reencrypt` tells mail
     sealed to an old key from mail already sealed to the current recipients.
     """
-    ids: set[str] = set()
-    try:
-        for tag, body in _packets(_dearmor_head(armored)):
-            if tag == _PKESK and len(body) >= 9 and body[0] == 3:
-                ids.add(body[1:9].hex().upper())
-    except IndexError:
-        pass
-    return frozenset(ids)
-
-
-def _new_length(binary: bytes, pos: int) -> tuple[int, int]:
-    first = binary[pos] if pos < len(binary) else 0
-    if first < 192:
-        return first, pos + 1
-    if first < 224:
-        return ((first - 192) << 8) + binary[pos + 1] + 192, pos + 2
-    if first == 255:
-        return int.from_bytes(binary[pos + 1 : pos + 5], "big"), pos + 5
-    return 1 << (first & 0x1F), pos + 1  # partial length: only data packets use it
+    return frozenset(i for i in packets.pkesk_key_ids(_dearmor_head(armored)) if len(i) == 16 and i != "?")
