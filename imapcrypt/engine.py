@@ -572,9 +572,18 @@ class Engine:
 
         def rewrite(info: MessageInfo) -> _Prepared | ImapcryptError:
             try:
-                original = envelope.restore(bodies[info.uid], self.gpg, passphrase)
+                original = envelope.restore(
+                    bodies[info.uid], self.gpg, passphrase, max_bytes=self.account.max_message_bytes
+                )
             except EnvelopeError as exc:
-                return exc
+                # The same type (a wrong passphrase stays a DecryptError), now naming the message.
+                return type(exc)(f"uid {info.uid} in {status.name} skipped: {exc.message}", exc.fix)
+            except Exception as exc:  # one hostile copy must not abort the folder (docs/engine.md)
+                return EnvelopeError(
+                    f"uid {info.uid} in {status.name} skipped: it could not be decrypted "
+                    f"({type(exc).__name__})",
+                    "it stays encrypted as it is",
+                )
             if not current:
                 seal_id = envelope.message_id(original, self.id_secret)
                 return _Prepared(info, original, seal_id, info.flags, info.internaldate)

@@ -14,6 +14,8 @@ import email.message
 import email.parser
 import email.policy
 import email.utils
+import logging
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,13 +23,15 @@ from dataclasses import dataclass
 from imapcrypt.errors import EnvelopeError
 from imapcrypt.imap.session import MessageInfo, Session
 from imapcrypt.message import envelope
-from imapcrypt.message.headers import decode_words
-from imapcrypt.openpgp.gnupg import GnuPG
+from imapcrypt.message.headers import MAX_DECODE_CHARS, decode_words
+from imapcrypt.openpgp.gnupg import DEFAULT_MAX_OUTPUT, GnuPG
 
 LIST_HEADERS = (*envelope.CLASSIFY_HEADERS, "From", "Date", "Subject", envelope.SUBJECT_HEADER)
 DEFAULT_LIMIT = 200
 _parser = email.parser.BytesParser(policy=email.policy.default)
 _header_parser = email.parser.BytesHeaderParser(policy=email.policy.default)
+_compat_parser = email.parser.BytesParser(policy=email.policy.compat32)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,18 +77,29 @@ class ParsedMessage:
     attachments: tuple[Attachment, ...]
 
 
+def _raw_header(headers: email.message.Message, name: str) -> str | None:
+    """The first `name` field's value as written, cut to MAX_DECODE_CHARS, never parsed.
+
+    `get()` under the default policy parses the whole value as its structured type first: 5 KB of
+    "(" in a From field recurses past Python's limit, and a long Subject costs quadratic memory.
+    """
+    key = name.lower()
+    value = next((v for k, v in headers.raw_items() if k.lower() == key), None)
+    return None if value is None else str(value)[:MAX_DECODE_CHARS]
+
+
 def _header_text(headers: email.message.Message, name: str) -> str:
-    value = headers.get(name)
-    return "" if value is None else decode_words(str(value)).replace("\r", " ").replace("\n", " ")
+    value = _raw_header(headers, name)
+    return "" if value is None else decode_words(value).replace("\r", " ").replace("\n", " ")
 
 
 def _date(headers: email.message.Message, fallback: dt.datetime) -> dt.datetime | None:
-    raw = headers.get("Date")
+    raw = _raw_header(headers, "Date")
     if raw is None:
         return fallback
     try:
-        return email.utils.parsedate_to_datetime(str(raw))
-    except (TypeError, ValueError):
+        return email.utils.parsedate_to_datetime(raw[:200])
+    except (TypeError, ValueError, IndexError):
         return fallback
 
 
@@ -103,6 +118,9 @@ def summarise(
         try:
             return envelope.subject(info.headers, gpg, passphrase)
         except EnvelopeError:
+            return None
+        except Exception:  # a forged copy must not take the whole list down; it stays locked
+            log.warning("uid %d: its encrypted subject could not be read", info.uid)
             return None
 
     ordered = sorted(infos, key=lambda i: i.uid, reverse=True)
@@ -157,19 +175,48 @@ def summaries_of(
 
 
 def fetch_original(
-    session: Session, folder: str, uid: int, gpg: GnuPG, passphrase: str | None = None
+    session: Session,
+    folder: str,
+    uid: int,
+    gpg: GnuPG,
+    passphrase: str | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_OUTPUT,
 ) -> bytes:
     """The original bytes of message `uid`: decrypted in memory if it is an imapcrypt copy.
 
-    Raises EnvelopeError (DecryptError for a wrong passphrase) or ServerError if it is gone.
+    Raises EnvelopeError (DecryptError for a wrong passphrase, OutputLimitError for a copy that would
+    decrypt to more than `max_bytes`) or ServerError if it is gone.
     """
     session.select(folder)
     raw = session.fetch_bodies([uid]).get(uid)
     if raw is None:
         raise EnvelopeError(f"message {uid} is no longer in {folder}", "refresh the list")
     if envelope.classify(raw) is envelope.Kind.OURS:
-        return envelope.restore(raw, gpg, passphrase)
+        return envelope.restore(raw, gpg, passphrase, max_bytes=max_bytes)
     return raw
+
+
+# Controls, bidirectional overrides (which make "txt.exe" read "exe.txt") and characters that some
+# file systems refuse.
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069:*?\"<>|]")
+MAX_FILENAME = 120
+
+
+def safe_filename(name: str | None) -> str:
+    """A sender's attachment name reduced to a plain base name to offer when saving it.
+
+    Directory parts (`../../.bashrc`, `C:\\x`), control characters and characters that some file
+    systems refuse are dropped, a leading dot goes (no hidden files), and the name is cut to
+    MAX_FILENAME characters; nothing usable left gives "attachment".
+    """
+    base = re.split(r"[/\\]", name or "")[-1]
+    cleaned = _UNSAFE_NAME.sub("_", base).strip().lstrip(".").strip()
+    stem, dot, suffix = cleaned.rpartition(".")
+    if dot and len(suffix) <= 16 and len(cleaned) > MAX_FILENAME:
+        cleaned = stem[: MAX_FILENAME - len(suffix) - 1] + "." + suffix
+    cleaned = cleaned[:MAX_FILENAME]
+    return cleaned if cleaned.strip("._ ") else "attachment"
 
 
 def _decoded_text(part: email.message.EmailMessage) -> str:
@@ -182,7 +229,28 @@ def _decoded_text(part: email.message.EmailMessage) -> str:
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
-    """Split an original message into its headers, its text and HTML bodies and its attachments."""
+    """Split an original message into its headers, its text and HTML bodies and its attachments.
+
+    Never raises: MIME that the `email` package cannot take apart (it recurses on nested comments
+    and parts) is shown as its source text.
+    """
+    try:
+        return _parse_mime(raw)
+    except Exception:  # RecursionError and assorted errors on hostile MIME
+        log.warning("a message could not be taken apart; showing its source")
+        message = _compat_parser.parsebytes(raw[: MAX_DECODE_CHARS * 4], headersonly=True)
+        return ParsedMessage(
+            sender=_header_text(message, "From"),
+            to=_header_text(message, "To"),
+            date=_header_text(message, "Date"),
+            subject=_header_text(message, "Subject"),
+            text=raw.decode("utf-8", "replace"),
+            html=None,
+            attachments=(),
+        )
+
+
+def _parse_mime(raw: bytes) -> ParsedMessage:
     message = _parser.parsebytes(raw)
     assert isinstance(message, email.message.EmailMessage)  # noqa: S101 - the default policy makes one
     text: str | None = None
@@ -197,7 +265,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         if part.get_content_disposition() == "attachment" or (filename and content_type != "text/plain"):
             data = part.get_payload(decode=True)
             attachments.append(
-                Attachment(filename or "attachment", content_type, data if isinstance(data, bytes) else b"")
+                Attachment(safe_filename(filename), content_type, data if isinstance(data, bytes) else b"")
             )
         elif content_type == "text/plain" and text is None:
             text = _decoded_text(part)

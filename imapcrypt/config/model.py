@@ -77,6 +77,14 @@ class Account:
     # (Gmail: 450 MB, under its 500 MB/day IMAP upload limit; elsewhere no limit); 0: no limit.
     daily_upload_mb: float | None = None
     max_connections: int = 4  # open IMAP connections per account (Gmail allows 15 across all clients)
+    # The most one copy may decrypt to (restore, re-encrypt, the reader): a forged copy that is a
+    # compression bomb stops there instead of filling memory.
+    max_message_mb: float = 256.0
+
+    @property
+    def max_message_bytes(self) -> int:
+        """`max_message_mb` in bytes: the decryption output limit for this account's copies."""
+        return int(self.max_message_mb * 1024 * 1024)
 
     @property
     def keyring_user(self) -> str:
@@ -131,6 +139,7 @@ _ACCOUNT_TYPES: dict[str, tuple[type, ...]] = {
     "encrypt_encrypted": (bool,),
     "daily_upload_mb": (int, float),
     "max_connections": (int,),
+    "max_message_mb": (int, float),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "security": ("tls", "starttls", "plain"),
@@ -233,6 +242,8 @@ def _check_account(account: Account, path: Path, where: str) -> None:
             f"{path}: {where} grace_minutes, poll_seconds, batch_size or workers is out of range",
             "use grace_minutes >= 0, poll_seconds > 0, batch_size >= 1, workers >= 0",
         )
+    if account.max_message_mb < 1:
+        raise ConfigError(f"{path}: {where} max_message_mb is out of range", "use max_message_mb >= 1")
     if (account.daily_upload_mb is not None and account.daily_upload_mb < 0) or account.max_connections < 1:
         raise ConfigError(
             f"{path}: {where} daily_upload_mb or max_connections is out of range",

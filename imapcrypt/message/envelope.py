@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from imapcrypt.errors import ConfigError, EnvelopeError
 from imapcrypt.message.classify import CLASSIFY_HEADERS, MARKER_HEADER, Kind, classify, marker_id
 from imapcrypt.message.headers import ContentType, HeaderSection, decode_words
-from imapcrypt.openpgp.gnupg import GnuPG
+from imapcrypt.openpgp.gnupg import DEFAULT_MAX_OUTPUT, GnuPG
 
 __all__ = [
     "CLASSIFY_HEADERS",
@@ -55,6 +55,7 @@ ID_BYTES = 20  # 160 bits of HMAC-SHA256: 32 base32 characters
 MIN_SECRET_BYTES = 16
 # A list only shows a line of it; a spam subject of 100 KB must not make E's header that big.
 MAX_SUBJECT_CHARS = 2000
+MAX_SUBJECT_BYTES = 4 * MAX_SUBJECT_CHARS  # UTF-8 takes at most 4 bytes a character
 
 # Inside the encrypted entity, next to the outer copies, for clients that read protected headers.
 _INNER_EXTRA = ("Subject", "Reply-To")
@@ -160,11 +161,14 @@ def seal(
     return Sealed(message, ident)
 
 
-def restore(encrypted: bytes, gpg: GnuPG, passphrase: str | None = None) -> bytes:
+def restore(
+    encrypted: bytes, gpg: GnuPG, passphrase: str | None = None, *, max_bytes: int = DEFAULT_MAX_OUTPUT
+) -> bytes:
     """The original message M of an E that `seal` wrote, exactly the bytes that were sealed.
 
     Raises EnvelopeError if `encrypted` is not an imapcrypt message or its decrypted content is not the
-    v1 inner entity, DecryptError if it does not decrypt; never returns a partial message.
+    v1 inner entity, DecryptError if it does not decrypt (OutputLimitError if it would decrypt to more
+    than `max_bytes`); never returns a partial message.
     """
     if classify(encrypted) is not Kind.OURS:
         raise EnvelopeError("this is not a message imapcrypt encrypted", "restore only imapcrypt's copies")
@@ -173,7 +177,8 @@ def restore(encrypted: bytes, gpg: GnuPG, passphrase: str | None = None) -> byte
     end = encrypted.find(b"-----END PGP MESSAGE-----", start)
     if start < 0 or end < 0:
         raise EnvelopeError("the encrypted message has no OpenPGP part", "the copy is damaged; keep it")
-    inner = gpg.decrypt(encrypted[start : end + len(b"-----END PGP MESSAGE-----")] + _CRLF, passphrase)
+    armored = encrypted[start : end + len(b"-----END PGP MESSAGE-----")] + _CRLF
+    inner = gpg.decrypt(armored, passphrase, max_output=max_bytes)
     return _child_of(inner)
 
 
@@ -181,7 +186,8 @@ def subject(encrypted: bytes, gpg: GnuPG, passphrase: str | None = None) -> str:
     """The original's decoded subject, from E's `X-Imapcrypt-Subject` alone (header bytes suffice).
 
     "" if the original had no Subject; cut at MAX_SUBJECT_CHARS characters (restore has it whole).
-    Raises EnvelopeError if the header is missing or malformed, DecryptError if it does not decrypt.
+    Raises EnvelopeError if the header is missing or malformed, DecryptError if it does not decrypt
+    (OutputLimitError if it decrypts to more than a subject can be).
     """
     field = HeaderSection.parse(encrypted).first(SUBJECT_HEADER)
     if field is None:
@@ -190,7 +196,8 @@ def subject(encrypted: bytes, gpg: GnuPG, passphrase: str | None = None) -> str:
         cipher = base64.b64decode(b"".join(field.value.split()), validate=True)
     except binascii.Error as exc:
         raise EnvelopeError(f"the {SUBJECT_HEADER} header is damaged", "restore the message") from exc
-    return gpg.decrypt(cipher, passphrase).decode("utf-8", "replace")
+    # A forged copy's subject may be a compression bomb: a real one is at most MAX_SUBJECT_CHARS.
+    return gpg.decrypt(cipher, passphrase, max_output=MAX_SUBJECT_BYTES).decode("utf-8", "replace")
 
 
 def check_outer_headers(names: Sequence[str]) -> frozenset[str]:

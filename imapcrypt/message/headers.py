@@ -20,6 +20,10 @@ _FIELD_START = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 _LINE = re.compile(rb"[^\n]*\n|[^\n]+")
 # What a field must avoid to be copied into a header we write: NUL, lone CR and other controls.
 _UNSAFE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# Header values are cut to this many characters before the `email` package reads them: its parsers
+# cost about the square of a value's length, and some recurse on nested comments (docs/format.md).
+MAX_DECODE_CHARS = 16_000
+MAX_PARSE_CHARS = 8_000
 # RFC 5322 §2.1.1 allows 998 octets a line; a copy also appears after "HP-Outer: " (10 octets).
 MAX_LINE = 988
 
@@ -155,13 +159,22 @@ def parameters(name: str, value: str) -> dict[str, str]:
 
 
 def _holder(name: str, value: str) -> email.message.Message:
+    # A structured value longer than MAX_PARSE_CHARS is not one any writer produces; its head is
+    # all that is read (a boundary is at most 70 characters).
     holder = email.message.Message()
-    holder[name] = value.replace("\r", " ").replace("\n", " ")
+    holder[name] = value[:MAX_PARSE_CHARS].replace("\r", " ").replace("\n", " ")
     return holder
 
 
-def decode_words(value: str) -> str:
-    """`value` with RFC 2047 encoded words decoded; undecodable words are kept as they are."""
+def decode_words(value: str, limit: int = MAX_DECODE_CHARS) -> str:
+    """`value` with RFC 2047 encoded words decoded; undecodable words are kept as they are.
+
+    Only the first `limit` characters are decoded: the `email` package's cost grows about with the
+    square of a value's length (a 1 MB subject of encoded words needs gigabytes), and decoding never
+    makes text longer, so a caller that shows `limit` characters or fewer loses nothing. A word cut
+    at the limit stays as written.
+    """
+    value = value[:limit]
     try:
         return str(email.policy.default.header_factory("subject", value))
     except Exception:  # the email package raises assorted errors on adversarial words; keep raw text

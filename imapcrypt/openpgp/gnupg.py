@@ -36,6 +36,8 @@ BASE_OPTIONS = (
 # configured recipients even if a gpg.conf adds encrypt-to keys.
 ENCRYPT_OPTIONS = ("--no-textmode", "--no-encrypt-to")
 
+# What one decryption may produce unless the caller says otherwise (accounts: max_message_mb).
+DEFAULT_MAX_OUTPUT = 256 * 1024 * 1024
 _FIX_KEYS = "check the recipients with `imapcrypt keys list`"
 _GPG_ERR_BAD_PASSPHRASE = 11
 
@@ -77,6 +79,10 @@ class NotEncryptionKeyError(RecipientKeyError):
 
 class AeadKeyError(RecipientKeyError):
     """GnuPG chose AEAD (OCB), which OpenKeychain and PGPainless cannot read, for these recipients."""
+
+
+class OutputLimitError(DecryptError):
+    """The plaintext is larger than the caller's limit (or could not be held): nothing is returned."""
 
 
 class EncryptError(ImapcryptError):
@@ -149,20 +155,38 @@ class GnuPG:
                 )
             _check_key(fingerprint, keys[0])
 
-    def decrypt(self, data: bytes, passphrase: str | None = None) -> bytes:
+    def decrypt(
+        self, data: bytes, passphrase: str | None = None, *, max_output: int = DEFAULT_MAX_OUTPUT
+    ) -> bytes:
         """The plaintext of an OpenPGP message, whole, or DecryptError; never a partial plaintext.
 
         gpg writes plaintext as it goes and reports a failed integrity check only at the end: the
         output counts only if gpg exited 0 and reported DECRYPTION_OKAY without a failure after it.
+        gpg stops writing after `max_output` bytes (`--max-output`), so a compression bomb costs
+        that much and no more; a larger plaintext raises OutputLimitError.
         """
         try:
-            result = self.gpg.decrypt(data, passphrase=passphrase or None)
+            result = self.gpg.decrypt(
+                data, passphrase=passphrase or None, extra_args=["--max-output", str(max_output)]
+            )
         except ValueError as exc:  # python-gnupg refuses passphrases with line breaks
             raise DecryptError("the passphrase cannot contain a line break", "type it again") from exc
+        except MemoryError:
+            raise OutputLimitError(
+                "the decrypted message does not fit in memory", "restore it on a machine with more"
+            ) from None
         status = _status_lines(result.stderr)
         keywords = {keyword for keyword, _ in status}
+        if "exceeded --max-output" in result.stderr:
+            raise OutputLimitError(
+                f"the decrypted message is larger than the limit of {max_output:,} bytes",
+                "raise max_message_mb for this account if the message is genuine",
+            )
         if result.ok and result.returncode == 0 and not keywords & {"DECRYPTION_FAILED", "BADMDC"}:
-            plaintext: bytes = result.data
+            plaintext = result.data
+            # python-gnupg hands back "" (str) when its reader thread failed (a MemoryError, say).
+            if not isinstance(plaintext, bytes) or len(plaintext) > max_output:
+                raise OutputLimitError("GnuPG's output could not be read whole", "try again")
             return plaintext
         failures = {
             rest.split()[0]: _error_code(rest) for keyword, rest in status if keyword == "ERROR" and rest
