@@ -93,7 +93,7 @@ def main() -> None:
         for index in range(args.messages):
             time.sleep(rng.uniform(0.05, args.max_gap))  # the arrival process being measured, not a wait
             response = client.append("INBOX", make_message(index, rng))
-            appended[parse_appenduid(response)[0]] = time.perf_counter()
+            appended[parse_appenduid(response, 1)[0]] = time.perf_counter()
         client.logout()
         wait_for(lambda: len(timer.replaced) >= len(appended), timeout=60, what="every message replaced")
         worker.stop()

@@ -27,7 +27,7 @@ from imapcrypt.errors import (
     ServerError,
 )
 from imapcrypt.imap.slots import CONNECTION_SLOTS
-from imapcrypt.imap.translate import ThrottledError, translated_errors
+from imapcrypt.imap.translate import LiteralTooLarge, ThrottledError, parsed_response, translated_errors
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +74,84 @@ def _label(value: object) -> str:
     return decode_utf7(value) if isinstance(value, bytes) else str(value)
 
 
-def _parse_uid_set(text: bytes) -> list[int]:
-    uids: list[int] = []
+MAX_UID = 2**32 - 1  # RFC 3501: a UID is a non-zero 32-bit number
+MAX_SIZE = 2**63 - 1
+# The most bytes one literal in a response may announce, at the least (see `_bound_literals`).
+MIN_LITERAL_LIMIT = 64 * 1024 * 1024
+
+
+def number(value: object, name: str, low: int = 0, high: int = MAX_UID) -> int:
+    """`value` from a response as an int in [low, high], or ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, bytes, str)):
+        raise ValueError(f"{name} is not a number")
+    try:
+        result = int(value)
+    except ValueError:
+        raise ValueError(f"{name} is not a number") from None
+    if not low <= result <= high:
+        raise ValueError(f"{name} {result} is out of range")
+    return result
+
+
+def _parse_uid_set(text: bytes, limit: int) -> list[int]:
+    ranges: list[tuple[int, int]] = []
     for part in text.split(b","):
         low, _, high = part.partition(b":")
-        uids.extend(range(int(low), int(high or low) + 1))
-    return uids
+        first, last = number(low, "APPENDUID", 1), number(high or low, "APPENDUID", 1)
+        ranges.append((min(first, last), max(first, last)))  # "5:3" is 3, 4, 5 (RFC 3501 §9)
+    if sum(last - first + 1 for first, last in ranges) > limit:
+        raise ValueError(f"APPENDUID names more UIDs than the {limit} messages appended")
+    return [uid for first, last in ranges for uid in range(first, last + 1)]
 
 
-def parse_appenduid(response: bytes | str) -> list[int]:
-    """The UIDs a server's APPEND answer names in its APPENDUID code (RFC 4315); [] when absent."""
+def parse_appenduid(response: bytes | str, limit: int) -> list[int]:
+    """The UIDs a server's APPEND answer names in its APPENDUID code (RFC 4315); [] when absent.
+
+    `limit` is how many messages were appended: a set naming more (`1:4000000000`), a UID of 0 or
+    one beyond 32 bits raises ValueError before any list is built.
+    """
     data = response.encode() if isinstance(response, str) else response
     match = APPENDUID.search(data)
-    return _parse_uid_set(match.group(2)) if match else []
+    return _parse_uid_set(match.group(2), limit) if match else []
+
+
+def _bound_literals(client: imapclient.IMAPClient, limit: int) -> None:
+    """Refuse any literal over `limit` bytes before imaplib allocates room for it.
+
+    imaplib reads an announced literal `{n}` with one `read(n)`, which allocates n bytes first: a
+    server announcing `{99999999999}` would exhaust memory. The guard raises LiteralTooLarge,
+    which `translated_errors` turns into a ServerError.
+    """
+    imap = getattr(client, "_imap", None)
+    read = getattr(imap, "read", None)
+    if imap is None or read is None:
+        return
+
+    def bounded_read(size: int) -> bytes:
+        if size > limit:
+            raise LiteralTooLarge(size, limit)
+        data: bytes = read(size)
+        return data
+
+    setattr(imap, "read", bounded_read)  # noqa: B010 - an instance attribute that shadows the method
+
+
+def _flags(value: object) -> tuple[bytes, ...]:
+    if not isinstance(value, tuple) or not all(isinstance(f, bytes) for f in value):
+        raise ValueError("FLAGS is not a list of flags")
+    return value
+
+
+def _date(value: object) -> dt.datetime:
+    if not isinstance(value, dt.datetime):  # imapclient gives None for a date it cannot read
+        raise ValueError("INTERNALDATE is not a date")
+    return value
+
+
+def _bytes(value: object) -> bytes:
+    if not isinstance(value, bytes):
+        raise ValueError("a message body is not a string of bytes")
+    return value
 
 
 class Session:
@@ -103,6 +168,8 @@ class Session:
         self.throttle_pauses: Sequence[float] = THROTTLE_PAUSES
         self.throttle_waits = 0  # how often a throttled command was retried (for reports and tests)
         self._slot_held = False
+        # Our largest body is a copy of a message up to max_message_mb: twice that leaves room.
+        _bound_literals(client, max(2 * account.max_message_bytes, MIN_LITERAL_LIMIT))
 
     # -- capabilities, asked as questions -------------------------------------------------------
     @property
@@ -176,13 +243,16 @@ class Session:
         self.selected = real
         uidnext = response.get(b"UIDNEXT")
         if uidnext is None:  # old servers omit it; ask STATUS
-            uidnext = self._call("STATUS", lambda: self.client.folder_status(real, [b"UIDNEXT"]))[b"UIDNEXT"]
-        return FolderStatus(
-            name=folder,
-            uidvalidity=int(response[b"UIDVALIDITY"]),
-            uidnext=int(uidnext),
-            exists=int(response.get(b"EXISTS", 0)),
-        )
+            status = self._call("STATUS", lambda: self.client.folder_status(real, [b"UIDNEXT"]))
+            with parsed_response(self.host, "STATUS"):
+                uidnext = status[b"UIDNEXT"]
+        with parsed_response(self.host, "SELECT"):
+            return FolderStatus(
+                name=folder,
+                uidvalidity=number(response[b"UIDVALIDITY"], "UIDVALIDITY", 1),
+                uidnext=number(uidnext, "UIDNEXT", 1, MAX_UID + 1),
+                exists=number(response.get(b"EXISTS", 0), "EXISTS", 0, MAX_SIZE),
+            )
 
     def examine(self, folder: str) -> None:
         """Select `folder` read-only: for watching it, where nothing may change it by accident."""
@@ -256,22 +326,28 @@ class Session:
         if not uids:
             return {}
         data = self._call("FETCH", lambda: self.client.fetch(uids, ["X-GM-MSGID", "X-GM-LABELS", "FLAGS"]))
-        return {
-            uid: GmailInfo(
-                int(item[b"X-GM-MSGID"]),
-                frozenset(_label(v) for v in item.get(b"X-GM-LABELS", ())),
-                frozenset(item.get(b"FLAGS", ())),
-            )
-            for uid, item in data.items()
-            if b"X-GM-MSGID" in item
-        }
+        with parsed_response(self.host, "FETCH"):
+            return {
+                uid: GmailInfo(
+                    number(item[b"X-GM-MSGID"], "X-GM-MSGID", 0, 2**64 - 1),
+                    frozenset(_label(v) for v in item.get(b"X-GM-LABELS", ())),
+                    frozenset(item.get(b"FLAGS", ())),
+                )
+                for uid, item in data.items()
+                if b"X-GM-MSGID" in item
+            }
 
     def gmail_ids(self, uids: Sequence[int]) -> dict[int, int]:
         """X-GM-MSGID of `uids`: Gmail's id of the message itself, the same in every label folder."""
         if not uids:
             return {}
         data = self._call("FETCH", lambda: self.client.fetch(uids, ["X-GM-MSGID"]))
-        return {uid: int(item[b"X-GM-MSGID"]) for uid, item in data.items() if b"X-GM-MSGID" in item}
+        with parsed_response(self.host, "FETCH"):
+            return {
+                uid: number(item[b"X-GM-MSGID"], "X-GM-MSGID", 0, 2**64 - 1)
+                for uid, item in data.items()
+                if b"X-GM-MSGID" in item
+            }
 
     def uids_above(self, uid: int) -> list[int]:
         """UIDs greater than `uid` in the selected folder, ascending."""
@@ -300,15 +376,16 @@ class Session:
             "FETCH", lambda: self.client.fetch(uids, ["FLAGS", "INTERNALDATE", "RFC822.SIZE", section])
         )
         result: dict[int, MessageInfo] = {}
-        for uid, item in data.items():
-            headers = next((v for k, v in item.items() if k.startswith(b"BODY[HEADER.FIELDS")), b"")
-            result[uid] = MessageInfo(
-                uid=uid,
-                flags=tuple(item[b"FLAGS"]),
-                internaldate=item[b"INTERNALDATE"],
-                size=int(item[b"RFC822.SIZE"]),
-                headers=headers or b"",
-            )
+        with parsed_response(self.host, "FETCH"):
+            for uid, item in data.items():
+                headers = next((v for k, v in item.items() if k.startswith(b"BODY[HEADER.FIELDS")), b"")
+                result[number(uid, "UID", 1)] = MessageInfo(
+                    uid=uid,
+                    flags=_flags(item[b"FLAGS"]),
+                    internaldate=_date(item[b"INTERNALDATE"]),
+                    size=number(item[b"RFC822.SIZE"], "RFC822.SIZE", 0, MAX_SIZE),
+                    headers=_bytes(headers or b""),
+                )
         return result
 
     def fetch_bodies(self, uids: Sequence[int]) -> dict[int, bytes]:
@@ -316,14 +393,15 @@ class Session:
         if not uids:
             return {}
         data = self._call("FETCH", lambda: self.client.fetch(uids, ["BODY.PEEK[]"]))
-        return {uid: item[b"BODY[]"] for uid, item in data.items() if b"BODY[]" in item}
+        with parsed_response(self.host, "FETCH"):
+            return {uid: _bytes(item[b"BODY[]"]) for uid, item in data.items() if b"BODY[]" in item}
 
     def append(self, folder: str, message: bytes, flags: Iterable[bytes], when: dt.datetime) -> int | None:
         """Store `message` with `flags` and INTERNALDATE `when`; the new UID when the server says it."""
         kept = tuple(f for f in flags if f.lower() != b"\\recent")
         real = self.resolve_folder(folder)
         response = self._call("APPEND", lambda: self.client.append(real, message, kept, when))
-        uids = parse_appenduid(response)
+        uids = self._appended_uids(response, 1)
         return uids[0] if uids else None
 
     def append_many(
@@ -345,8 +423,21 @@ class Session:
         if status != "OK":
             with translated_errors(self.host, "APPEND"):
                 raise imaplib.IMAP4.error(text)
-        uids = parse_appenduid(text)
+        uids = self._appended_uids(text, len(messages))
         return uids if len(uids) == len(messages) else None
+
+    def _appended_uids(self, response: bytes | str, count: int) -> list[int]:
+        """The UIDs an APPEND answer names, [] when it names none or nonsense.
+
+        The message is stored by then: a malformed APPENDUID must not read as a failed APPEND (the
+        caller would drop its intent and store it again), so it counts as "the server did not say"
+        and the copy is found by its id.
+        """
+        try:
+            return parse_appenduid(response, count)
+        except ValueError as exc:
+            log.warning("%s: ignoring a malformed APPENDUID (%s)", self.host, exc)
+            return []
 
     def delete_uids(self, uids: Sequence[int]) -> None:
         """Mark `uids` \\Deleted and expunge exactly them (UIDPLUS)."""
@@ -378,7 +469,8 @@ class Session:
     def uidnext(self, folder: str) -> int:
         """The UID the next message stored in `folder` will get (STATUS, without selecting it)."""
         status = self._call("STATUS", lambda: self.client.folder_status(folder, [b"UIDNEXT"]))
-        return int(status[b"UIDNEXT"])
+        with parsed_response(self.host, "STATUS"):
+            return number(status[b"UIDNEXT"], "UIDNEXT", 1, MAX_UID + 1)
 
     def move(self, uids: Sequence[int], folder: str) -> None:
         """Move `uids` to `folder` atomically (MOVE)."""

@@ -34,6 +34,42 @@ class ThrottledError(TransientError):
     """The server refused a command for now because of its rate limits ([THROTTLED]); retry later."""
 
 
+class LiteralTooLarge(Exception):
+    """The server announced a literal larger than the session accepts (see imap/session.py)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"a literal of {size:,} bytes (the limit is {limit:,})")
+        self.size = size
+        self.limit = limit
+
+
+# What to tell the user when a server breaks the protocol: nothing on their side can fix it.
+FIX_BROKEN_SERVER = "the server broke the IMAP protocol; tell its operator. imapcrypt will retry later"
+
+
+def _malformed(exc: BaseException) -> str:
+    """What was wrong with a response, in words (a missing item, a bad value)."""
+    if isinstance(exc, KeyError) and exc.args:
+        item = exc.args[0]
+        name = item.decode("ascii", "replace") if isinstance(item, bytes) else str(item)
+        return f"a response without {name}"
+    return f"a malformed response ({str(exc)[:160]})"
+
+
+@contextmanager
+def parsed_response(host: str, what: str) -> Iterator[None]:
+    """Turn a response that lacks what IMAP promises, or holds values out of range, into a
+    ServerError naming the server and the command: the one place hostile responses end up."""
+    try:
+        yield
+    except (ImapcryptError, OSError):  # OSError: a TLS verification error is a ValueError too
+        raise
+    except LiteralTooLarge as exc:
+        raise ServerError(f"{host} announced {exc} during {what}", FIX_BROKEN_SERVER) from None
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, OverflowError) as exc:
+        raise ServerError(f"{host} answered {what} with {_malformed(exc)}", FIX_BROKEN_SERVER) from None
+
+
 def _server_message(exc: BaseException) -> bytes:
     """The server's own words from an imapclient/imaplib error (its first line, without a b'' repr)."""
     first = exc.args[0] if exc.args else str(exc)
@@ -63,7 +99,9 @@ def _unreachable(exc: BaseException) -> str:
 def translated_errors(host: str, what: str) -> Iterator[None]:
     """Turn imapclient, imaplib and socket failures during `what` into imapcrypt errors."""
     try:
-        yield
+        # imapclient parses responses as it reads them: what it chokes on is the server's doing.
+        with parsed_response(host, what):
+            yield
     except ImapcryptError:
         raise
     except imapclient.exceptions.LoginError as exc:
