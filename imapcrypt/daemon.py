@@ -14,8 +14,10 @@ import logging
 import random
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from imapcrypt.config.model import Account, Config
@@ -45,6 +47,14 @@ class WorkerState(enum.Enum):
     OFFLINE = "offline"
     ERROR = "error"
     STOPPED = "stopped"
+
+
+def _unexpected(exc: Exception) -> ImapcryptError:
+    """An error to report for an exception imapcrypt did not expect: its type and where it was
+    raised, never its text (which may quote a message or a server's words)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return ImapcryptError(f"unexpected {type(exc).__name__}{where}", "it will be retried; please report it")
 
 
 @dataclass(frozen=True)
@@ -234,13 +244,16 @@ class AccountWorker:
                     log.warning("account %s offline: %s; retrying in %.0fs", self.account.name, exc, delay)
                     self._set(WorkerState.OFFLINE, exc.message, exc.fix, delay)
                     self._rest(delay)
-                except ImapcryptError as exc:
-                    # The user must fix this (password, keys, config): retry slowly, or on "Encrypt now".
+                except Exception as exc:
+                    # The user must fix this (password, keys, config) or the server misbehaves: retry
+                    # slowly, or on "Encrypt now". A bug or an input nobody foresaw must not end the
+                    # account's work for good either.
+                    error = exc if isinstance(exc, ImapcryptError) else _unexpected(exc)
                     delay = self.backoff.delay(attempt + 6, self.rng)
                     attempt += 1
-                    log.error("account %s: %s", self.account.name, exc)
-                    self.events.on_error(exc)
-                    self._set(WorkerState.ERROR, exc.message, exc.fix, delay)
+                    log.error("account %s: %s", self.account.name, error)
+                    self.events.on_error(error)
+                    self._set(WorkerState.ERROR, error.message, error.fix, delay)
                     self._rest(delay)
             self._set(WorkerState.STOPPED)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -291,3 +292,25 @@ def test_folders_beyond_the_connection_allowance_are_polled(rig: Rig) -> None:
             what="both folders encrypted",
         )
         assert worker.notifications >= 1
+
+
+def test_a_hostile_server_response_sends_the_worker_into_backoff_not_to_its_death(
+    rig: Rig, fault_proxy_factory: Callable[[int], FaultProxy]
+) -> None:
+    proxy = fault_proxy_factory(rig.account.port)
+    seeds = varied_seeds(3, seed=8)
+    with running(rig.at_port(proxy.port)) as (worker, events):
+        # FETCH answers without FLAGS: a KeyError that once killed the worker's thread.
+        proxy.rewrite_responses(
+            lambda line: re.sub(rb"FLAGS \([^)]*\) ?", b"", line) if b" FETCH (" in line else line
+        )
+        rig.mailbox.seed(seeds)
+        wait_for(lambda: events.saw(WorkerState.ERROR) >= 1, timeout=20, what="the bad response reported")
+        with events.lock:
+            error = next(c for c in events.states if c.state is WorkerState.ERROR)
+        assert "FLAGS" in error.detail
+        assert error.retry_in
+        proxy.rewrite_responses(None)
+        worker.encrypt_now()
+        wait_for(lambda: _ours(rig) == 3, timeout=30, what="work once the server behaves")
+    assert_exactly_once(rig, seeds)
