@@ -127,7 +127,10 @@ def open_message(
     gpg = GnuPG(config.gnupg_home)
     session = open_session(account)
     try:
-        return reader.parse_message(reader.fetch_original(session, folder, uid, gpg, passphrase))
+        original = reader.fetch_original(
+            session, folder, uid, gpg, passphrase, max_bytes=account.max_message_bytes
+        )
+        return reader.parse_message(original)
     finally:
         session.logout()
 

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from imapcrypt_ui.qt import QColor, QPixmap, QTextDocument, QUrl
 from imapcrypt_ui.reader import LOCKED, ReaderWindow, Unlocked
 from imapcrypt_ui.safe_html import SafeTextBrowser, sanitise
 from pytestqt.qtbot import QtBot
 
 from imapcrypt import reader
 from imapcrypt.config.model import load_config
+from imapcrypt.imap.session import MessageInfo
 from imapcrypt.wiring import open_session
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
 from tests.fixtures.engine import Rig
@@ -223,3 +225,44 @@ def test_the_pane_shows_only_the_chosen_message_and_waits_out_a_dead_server(
         fault_proxy.set_refusing(False)
     assert BODY_MARK in window.body.toPlainText()
     assert window.attachments.count() == 0
+
+
+def test_safe_browser_never_lets_qt_load_a_local_file(qtbot: QtBot, tmp_path: Path) -> None:
+    picture = tmp_path / "local.png"
+    pixmap = QPixmap(400, 300)
+    pixmap.fill(QColor("red"))
+    assert pixmap.save(str(picture))
+    browser = SafeTextBrowser()
+    qtbot.addWidget(browser)
+    browser.show()
+    url = QUrl.fromLocalFile(str(picture))
+    browser.setHtml(f'<p>x</p><img src="{url.toString()}">')  # unsanitised: the second wall alone
+    browser.grab()
+    assert url.toString() in browser.refused
+    loaded = browser.document().resource(QTextDocument.ResourceType.ImageResource.value, url)
+    assert loaded is None or loaded.isNull()  # nothing, or the empty resource: never the picture
+    assert browser.document().size().height() < 300
+
+
+def test_hostile_headers_and_attachment_names_are_tamed() -> None:
+    raw = (
+        b"From: " + b"(" * 5000 + b"\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n--b\r\nContent-Type: application/octet-stream\r\n"
+        b'Content-Disposition: attachment; filename="../../.bashrc"\r\n\r\nx\r\n--b--\r\n'
+    )
+    parsed = reader.parse_message(raw)
+    assert parsed.subject == "hi"
+    assert [a.filename for a in parsed.attachments] == ["bashrc"]
+    info = MessageInfo(1, (), WHEN, len(raw), raw.split(b"\r\n\r\n")[0] + b"\r\n\r\n")
+    [line] = reader.summarise([info])
+    assert line.sender.startswith("(((")
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [("../../.bashrc", "bashrc"), ("C:\\Windows\\evil.exe", "evil.exe"),
+     ("a\x00b\u202etxt.exe", "a_b_txt.exe"), ("..", "attachment"), (None, "attachment"),
+     ("report.pdf", "report.pdf")],
+)  # fmt: skip
+def test_attachment_names_are_reduced_to_a_safe_base_name(name: str | None, safe: str) -> None:
+    assert reader.safe_filename(name) == safe

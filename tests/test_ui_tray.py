@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from imapcrypt_ui.activity import LOCKED_SUBJECT
 from imapcrypt_ui.app import TrayApp
 from imapcrypt_ui.controller import overall_state
+from imapcrypt_ui.qt import QLabel, Qt
 from imapcrypt_ui.tray import ICONS
 from pytestqt.qtbot import QtBot
 
@@ -17,6 +19,7 @@ from imapcrypt.daemon import AccountWorker, WorkerState
 from imapcrypt.message import envelope
 from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once
+from tests.fixtures.proxy import FaultProxy
 
 WAIT_MS = 30_000
 
@@ -183,3 +186,25 @@ def test_without_an_account_the_status_window_offers_nothing_to_do(qtbot: QtBot,
     assert window.buttons["Quit"].isEnabled()
     app.wizard.hide()
     window.hide()
+
+
+def test_a_server_answer_is_shown_as_text_never_as_markup(
+    qtbot: QtBot, rig: Rig, fault_proxy_factory: Callable[[int], FaultProxy]
+) -> None:
+    proxy = fault_proxy_factory(rig.account.port)
+    # What a hostile server may answer; as rich text `<img src="/dev/zero">` aborted the tray.
+    answer = b'<b>NO</b> <img src="/nonexistent/picture.png">'
+    proxy.rewrite_responses(
+        lambda line: re.sub(rb"^(\S+) OK \[READ-WRITE\].*\r\n", rb"\1 NO " + answer + rb"\r\n", line)
+    )
+    app = TrayApp(rig.at_port(proxy.port).write_config(), use_tray=False)
+    app.start()
+    qtbot.waitUntil(lambda: app.tray.state == "error", timeout=WAIT_MS)
+    window = app.tray.window
+    assert window is not None
+    qtbot.waitUntil(lambda: "<img" in window.message.text(), timeout=WAIT_MS)
+    labels = window.findChildren(QLabel)
+    assert labels
+    assert all(label.textFormat() == Qt.TextFormat.PlainText for label in labels)
+    with qtbot.waitSignal(app.controller.stopped, timeout=WAIT_MS):
+        app.quit()

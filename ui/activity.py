@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 from imapcrypt_ui.controller import ActivityEntry, Controller
+from imapcrypt_ui.labels import plain_label
 from imapcrypt_ui.qt import (
     QAbstractItemView,
     QHeaderView,
-    QLabel,
     QShowEvent,
     QTableWidget,
     QTableWidgetItem,
@@ -53,7 +53,7 @@ class ActivityWindow(QWidget):
             header = self.table.horizontalHeaderItem(column)
             if header is not None and name in EXPLAINED:
                 header.setToolTip(EXPLAINED[name])
-        self.note = QLabel(
+        self.note = plain_label(
             "Senders are looked up on the server; subjects appear once the reader is unlocked. "
             "Hover over a column's title for what it shows."
         )

@@ -11,16 +11,17 @@ be reached, and tries again until it answers.
 from __future__ import annotations
 
 import datetime as dt
+import html
 from collections.abc import Callable
 from pathlib import Path
 
+from imapcrypt_ui.labels import plain_label
 from imapcrypt_ui.qt import (
     QAbstractItemView,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QInputDialog,
-    QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
@@ -118,11 +119,13 @@ class ReaderWindow(QMainWindow):
         self.lock_button.setToolTip("Forget the passphrase (gpg-agent too): the next read asks again")
         self.lock_button.clicked.connect(self.lock)
         self.lock_button.setEnabled(False)
-        self.status = QLabel()
-        self.header = QLabel()
+        self.status = plain_label()
+        self.header = plain_label()
         self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # The one rich label: its layout is ours, every value in it passes through _escape.
+        self.header.setTextFormat(Qt.TextFormat.RichText)
         self.header.setWordWrap(True)
-        self.notice = QLabel()
+        self.notice = plain_label()
         self.body = SafeTextBrowser()
         self.attachments = QListWidget()
         self.attachments.setMaximumHeight(80)
@@ -408,6 +411,7 @@ class ReaderWindow(QMainWindow):
         index = max(self.attachments.currentRow(), 0)
         attachment = self.parsed.attachments[index]
         if path is None:
+            # The sender's name reduced to a safe base name (imapcrypt.reader.safe_filename).
             chosen, _ = QFileDialog.getSaveFileName(self, "Save attachment", attachment.filename)
             if not chosen:
                 return None
@@ -417,7 +421,7 @@ class ReaderWindow(QMainWindow):
 
 
 def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return html.escape(text, quote=True)
 
 
 def _short(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import nh3
-from imapcrypt_ui.qt import QTextBrowser, QUrl, QWidget
+from imapcrypt_ui.qt import QByteArray, QImage, QTextBrowser, QTextDocument, QUrl, QWidget
 
 # Formatting only: no img (remote content), no style/link (CSS can fetch), no forms or frames.
 ALLOWED_TAGS = {
@@ -47,9 +47,17 @@ class SafeTextBrowser(QTextBrowser):
         self.setOpenExternalLinks(False)
 
     def loadResource(self, kind: int, name: QUrl | str) -> object:
-        """Refuse: no image, stylesheet or file is ever loaded, remote or local."""
+        """Refuse: no image, stylesheet or file is ever loaded, remote or local.
+
+        The answer is an empty resource, never None: None tells Qt to load the resource itself, and
+        it reads local files (a `file:` or relative image would appear in the message). For an image
+        it must be a null QImage: Qt decodes returned bytes itself and, when they are no image, falls
+        back to the file as well (tests/test_reader.py).
+        """
         self.refused.append(name.toString() if isinstance(name, QUrl) else name)
-        return None
+        if kind == QTextDocument.ResourceType.ImageResource.value:
+            return QImage()
+        return QByteArray()
 
     def show_html(self, html: str) -> int:
         """Show sanitised `html`; returns how many images were blocked."""

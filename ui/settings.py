@@ -11,13 +11,13 @@ import dataclasses
 from collections.abc import Callable
 
 from imapcrypt_ui.fields import FolderChecklist, SecurityChoice
+from imapcrypt_ui.labels import plain_label
 from imapcrypt_ui.qt import (
     QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
-    QLabel,
     QLineEdit,
     QSpinBox,
     Qt,
@@ -68,7 +68,7 @@ class SettingsDialog(QDialog):
         self.password_command = QLineEdit()
         self.folders = FolderChecklist()
         self.folders.setMaximumHeight(140)
-        self.folders_note = QLabel()
+        self.folders_note = plain_label()
         self.folders_note.setWordWrap(True)
         self.grace = QSpinBox()
         self.grace.setRange(0, 7 * 24 * 60)
@@ -81,12 +81,12 @@ class SettingsDialog(QDialog):
         self.poll.setRange(1, 3600)
         self.poll.setSuffix(" seconds")
         self.poll.setToolTip("Only where the server cannot announce new mail (no IDLE)")
-        self.recipients = QLabel()
+        self.recipients = plain_label()
         self.recipients.setWordWrap(True)
         self.recipients.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.autostart = QCheckBox("Start imapcrypt when I log in")
         self.autostart.setChecked(api.autostart_enabled())
-        self.error = QLabel()
+        self.error = plain_label()
         self.error.setWordWrap(True)
         self._lay_out()
         self.account_choice.currentIndexChanged.connect(lambda _i: self._load())

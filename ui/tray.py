@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imapcrypt_ui.controller import Controller, IconState
+from imapcrypt_ui.labels import plain_label
 from imapcrypt_ui.qt import (
     QAction,
     QCloseEvent,
     QHBoxLayout,
     QIcon,
-    QLabel,
     QMenu,
     QMessageBox,
     QObject,
@@ -58,10 +58,10 @@ class StatusWindow(QWidget):
     def __init__(self, menu: QMenu) -> None:
         super().__init__()
         self.setWindowTitle("imapcrypt")
-        self.icon = QLabel()
-        self.status = QLabel()
+        self.icon = plain_label()
+        self.status = plain_label()
         self.status.setWordWrap(True)
-        self.message = QLabel()
+        self.message = plain_label()
         self.message.setWordWrap(True)
         top = QHBoxLayout()
         top.addWidget(self.icon)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imapcrypt_ui.fields import FolderChecklist, SecurityChoice
+from imapcrypt_ui.labels import plain_label
 from imapcrypt_ui.qt import (
     QButtonGroup,
     QCheckBox,
@@ -25,7 +26,6 @@ from imapcrypt_ui.qt import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
@@ -100,7 +100,7 @@ class AccountPage(QWizardPage):
         )
         self.provider = QComboBox()
         self.provider.addItems([*PRESETS, CUSTOM])
-        self.note = QLabel()
+        self.note = plain_label()
         self.note.setWordWrap(True)
         self.address = QLineEdit()
         self.address.setPlaceholderText("you@example.org")
@@ -113,7 +113,7 @@ class AccountPage(QWizardPage):
         self.security = SecurityChoice()
         self.password_command = QLineEdit()
         self.password_command.setPlaceholderText("optional, e.g. pass show mail/me")
-        self.keyring_hint = QLabel()
+        self.keyring_hint = plain_label()
         self.keyring_hint.setWordWrap(True)
         self.keyring_hint.setVisible(False)
         self.test_button = QPushButton("Log in")
@@ -122,7 +122,7 @@ class AccountPage(QWizardPage):
         self.results = QListWidget()
         self.results.setWordWrap(True)  # a long reason and its fix are read whole, not scrolled
         self.results.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.summary = QLabel()
+        self.summary = plain_label()
         self.summary.setWordWrap(True)
         self.demo = QPushButton("Try the demo (no account needed)")
         self.demo.setToolTip("Runs everything on a built-in IMAP server with sample mail and a throwaway key")
@@ -320,7 +320,7 @@ class PolicyPage(QWizardPage):
             "Move it to Trash (your provider empties it later; plaintext stays until then)"
         )
         self.purge.setChecked(True)
-        explain = QLabel(
+        explain = plain_label(
             "New mail stays readable for the grace period (your phone can show it as it arrives), then "
             "it is encrypted. The original is removed only after its encrypted copy is proven to be on "
             "the server."
@@ -378,7 +378,7 @@ class KeyPage(QWizardPage):
         self.elsewhere = QCheckBox("Its secret key is on another device (I checked that it opens mail there)")
         self.generate = QPushButton("Create key")
         self.generate.clicked.connect(self.make_key)
-        self.status = QLabel()
+        self.status = plain_label()
         self.status.setWordWrap(True)
         form = QFormLayout()
         form.addRow(self.new_key)
@@ -500,7 +500,7 @@ class DryRunPage(QWizardPage):
         self.flow = flow
         self.setTitle("What will happen")
         self.setSubTitle("The settings are saved now; the count below changes nothing on the server.")
-        self.count = QLabel("Counting…")
+        self.count = plain_label("Counting…")
         self.count.setWordWrap(True)
         font = self.count.font()
         font.setPointSize(font.pointSize() + 2)
@@ -565,7 +565,7 @@ class StartPage(QWizardPage):
         self.start_button.clicked.connect(self.start)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
-        self.status = QLabel()
+        self.status = plain_label()
         self.status.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addWidget(self.new_only)
