@@ -13,7 +13,6 @@ from collections.abc import Callable
 import pytest
 
 from imapcrypt.errors import ServerError
-from imapcrypt.imap.session import parse_appenduid
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once
 from tests.fixtures.proxy import FaultProxy
@@ -67,22 +66,6 @@ def test_a_hostile_response_is_a_clean_server_error_and_nothing_is_lost(
     with through.engine() as engine:  # the honest server again: the run completes
         engine.encrypt_folder("INBOX", backlog=True)
     assert_exactly_once(rig, seeds)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [(b"OK [APPENDUID 7 5] done", [5]), (b"OK [APPENDUID 7 5:7,9] done", [5, 6, 7, 9]), (b"OK done", [])],
-)
-def test_appenduid_is_read(text: bytes, expected: list[int]) -> None:
-    assert parse_appenduid(text, limit=10) == expected
-
-
-@pytest.mark.parametrize(
-    "text", [b"OK [APPENDUID 7 1:4000000000]", b"OK [APPENDUID 7 0]", b"OK [APPENDUID 7 99999999999]"]
-)
-def test_appenduid_out_of_range_is_refused(text: bytes) -> None:
-    with pytest.raises(ValueError, match="APPENDUID"):
-        parse_appenduid(text, limit=10)
 
 
 def test_a_huge_appenduid_counts_as_unsaid_and_the_copy_is_found_by_its_id(

@@ -82,9 +82,18 @@ def test_a_long_server_answer_is_cut_short() -> None:
 
 
 def test_appenduid_names_single_uids_and_ranges() -> None:
-    assert parse_appenduid(b"[APPENDUID 38505 3955] APPEND completed") == [3955]
-    assert parse_appenduid("OK [APPENDUID 1 4:6,9] done") == [4, 5, 6, 9]
-    assert parse_appenduid(b"OK APPEND completed") == []
+    assert parse_appenduid(b"[APPENDUID 38505 3955] APPEND completed", 1) == [3955]
+    assert parse_appenduid("OK [APPENDUID 1 4:6,9] done", 4) == [4, 5, 6, 9]
+    assert parse_appenduid("OK [APPENDUID 1 6:4] done", 3) == [4, 5, 6]
+    assert parse_appenduid(b"OK APPEND completed", 1) == []
+
+
+@pytest.mark.parametrize(
+    "text", [b"OK [APPENDUID 7 1:4000000000]", b"OK [APPENDUID 7 0]", b"OK [APPENDUID 7 99999999999]"]
+)
+def test_appenduid_out_of_range_is_refused_before_any_list_is_built(text: bytes) -> None:
+    with pytest.raises(ValueError, match="APPENDUID"):
+        parse_appenduid(text, 10)
 
 
 def test_select_and_fetch_info_read_a_recorded_dovecot_answer() -> None:
