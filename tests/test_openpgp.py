@@ -15,6 +15,7 @@ import pytest
 
 from imapcrypt.errors import DecryptError, EnvelopeError, RecipientKeyError
 from imapcrypt.message import envelope
+from imapcrypt.openpgp import packets
 from imapcrypt.openpgp.gnupg import (
     AeadKeyError,
     Compression,
@@ -24,6 +25,7 @@ from imapcrypt.openpgp.gnupg import (
     NotEncryptionKeyError,
     RevokedKeyError,
     UnknownKeyError,
+    _dearmor_head,
     _require_seipd_v1,
     normalise_fingerprint,
 )
@@ -316,3 +318,51 @@ def test_encrypt_and_decrypt_in_parallel(keys: Keys, gpg: GnuPG) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         ciphertexts = list(pool.map(lambda data: gpg.encrypt(data, [keys.good]), payloads))
         assert list(pool.map(gpg.decrypt, ciphertexts)) == payloads
+
+
+# -- the home's gpg.conf cannot add recipients -------------------------------------------------------------
+
+
+def test_recipient_lines_in_gpg_conf_add_nobody(keys: Keys, gpg: GnuPG) -> None:
+    eve = keys.passphrase  # another valid encryption key in the same home
+    conf = keys.home / "gpg.conf"
+    conf.write_text(
+        f"recipient {eve}\nhidden-recipient {eve}\ndefault-recipient {eve}\nencrypt-to {eve}\n"
+        f"hidden-encrypt-to {eve}\ngroup {keys.good}={eve}\ntrust-model always\n"
+    )
+    try:
+        # The configuration is live: plain gpg obeys it (the group even replaces the recipient).
+        good = _encryption_subkey(keys, keys.good)
+        by_hand = keys.gpg("--encrypt", "-r", keys.good, input=b"x")
+        assert packets.pkesk_key_ids(by_hand) != [good]
+        for armor in (True, False):
+            data = gpg.encrypt(b"hello", [keys.good], armor=armor)
+            head = _dearmor_head(data) if armor else data
+            assert packets.pkesk_key_ids(head) == [good]
+            assert gpg.decrypt(data) == b"hello"
+    finally:
+        conf.unlink()
+
+
+def _encryption_subkey(keys: Keys, fingerprint: str) -> str:
+    listing = keys.gpg("--with-colons", "--list-keys", fingerprint).decode()
+    return next(
+        f.split(":")[4] for f in listing.splitlines() if f.startswith("sub:") and "e" in f.split(":")[11]
+    )
+
+
+def test_a_ciphertext_for_anyone_else_is_refused(keys: Keys, gpg: GnuPG) -> None:
+    good = _encryption_subkey(keys, keys.good)
+    extra = keys.gpg(
+        "--trust-model", "always", "--encrypt", "-r", keys.good, "-r", keys.passphrase, input=b"x"
+    )
+    hidden = keys.gpg("--trust-model", "always", "--encrypt", "--hidden-recipient", keys.good, input=b"x")
+    gpg._require_recipients(
+        keys.gpg("--trust-model", "always", "--encrypt", "-r", keys.good, input=b"x"), [keys.good]
+    )
+    for ciphertext in (extra, hidden):
+        with pytest.raises(EncryptError, match="other keys than the configured recipients"):
+            gpg._require_recipients(ciphertext, [keys.good])
+    with pytest.raises(EncryptError, match="left out"):
+        gpg._require_recipients(extra, [keys.good, keys.passphrase, keys.sign_only])
+    assert good in packets.pkesk_key_ids(extra)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,9 +33,19 @@ BASE_OPTIONS = (
     "--no-auto-key-retrieve",
     "--no-greeting",
 )
-# On every encryption: binary literal data even if a gpg.conf asks for text mode, and exactly the
-# configured recipients even if a gpg.conf adds encrypt-to keys.
-ENCRYPT_OPTIONS = ("--no-textmode", "--no-encrypt-to")
+# On every encryption: exactly the configured recipients and binary literal data, whatever the home's
+# gpg.conf says. `--options /dev/null` makes gpg read no gpg.conf at all for encryption: `recipient`,
+# `hidden-recipient`, `group` and `default-recipient` lines have no command-line counterpart that
+# undoes them. The user's gpg.conf still applies to everything else (decryption, key listings). The
+# other options say the same again, for a gpg that would read a configuration anyway.
+ENCRYPT_OPTIONS = (
+    "--options",
+    os.devnull,
+    "--no-textmode",
+    "--no-encrypt-to",
+    "--no-default-recipient",
+    "--no-groups",
+)
 
 # What one decryption may produce unless the caller says otherwise (accounts: max_message_mb).
 DEFAULT_MAX_OUTPUT = 256 * 1024 * 1024
@@ -119,6 +130,7 @@ class GnuPG:
         except OSError as exc:  # python-gnupg runs `gpg --version` here
             raise ImapcryptError(f"GnuPG ({binary}) does not run: {exc}", install_gpg_hint()) from exc
         self.gpg.encoding = "utf-8"
+        self._subkeys_cache: dict[tuple[tuple[str, ...], tuple[int, ...]], dict[str, frozenset[str]]] = {}
 
     def encrypt(self, data: bytes, recipients: Sequence[str], *, armor: bool = True) -> bytes:
         """An OpenPGP message of `data` (binary literal data, SEIPD v1) for every recipient.
@@ -141,8 +153,54 @@ class GnuPG:
             self.check_recipients(fingerprints)
             raise EncryptError(f"GnuPG could not encrypt: {result.status}", "run `imapcrypt doctor`")
         output: bytes = result.data
-        _require_seipd_v1(_dearmor_head(output) if armor else output)
+        head = _dearmor_head(output) if armor else output
+        _require_seipd_v1(head)
+        self._require_recipients(head, fingerprints)
         return output
+
+    def _require_recipients(self, head: bytes, fingerprints: Sequence[str]) -> None:
+        """Raise EncryptError unless the session key is encrypted to the configured recipients only.
+
+        Every PKESK packet must name an encryption (sub)key of a configured recipient (a hidden,
+        all-zero key ID is refused), and every recipient must have one: whatever a configuration
+        did, nobody else can open the message and every recipient can.
+        """
+        ids = packets.pkesk_key_ids(head)
+        subkeys = self._encryption_subkeys(fingerprints)
+        allowed = frozenset().union(*subkeys.values())
+        strangers = [key_id for key_id in ids if key_id not in allowed]
+        missing = [fpr for fpr, own in subkeys.items() if not own & set(ids)]
+        if strangers or missing:
+            raise EncryptError(
+                f"GnuPG encrypted to other keys than the configured recipients "
+                f"(unexpected: {', '.join(strangers) or 'none'}; left out: {', '.join(missing) or 'none'})",
+                f"check the recipients and the gpg.conf in {self.home}; nothing was stored",
+            )
+
+    def _encryption_subkeys(self, fingerprints: Sequence[str]) -> dict[str, frozenset[str]]:
+        """Each recipient's encryption-capable key IDs, cached until the keyring changes."""
+        stamp = tuple(_mtime(self.home / name) for name in ("pubring.kbx", "pubring.gpg"))
+        key = (tuple(fingerprints), stamp)
+        cached = self._subkeys_cache.get(key)
+        if cached is not None:
+            return cached
+        found: dict[str, frozenset[str]] = {}
+        for fingerprint in fingerprints:
+            listed: list[dict[str, Any]] = list(self.gpg.list_keys(keys=[fingerprint]))
+            ids: set[str] = set()
+            for entry in listed:
+                if entry.get("fingerprint", "").upper() != fingerprint:
+                    continue
+                if "e" in entry.get("cap", ""):
+                    ids.add(str(entry.get("keyid", "")).upper())
+                ids |= {
+                    str(k).upper()
+                    for k, info in entry.get("subkey_info", {}).items()
+                    if "e" in info.get("cap", "")
+                }
+            found[fingerprint] = frozenset(ids)
+        self._subkeys_cache = {key: found}  # one entry: the recipients rarely change in a process
+        return found
 
     def check_recipients(self, recipients: Sequence[str]) -> None:
         """Return if every recipient is a known, valid key that can encrypt; else the typed error."""
@@ -207,6 +265,13 @@ class GnuPG:
             "the encrypted data is damaged or not an OpenPGP message",
             "fetch the message again; if it stays damaged, keep it as it is",
         )
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 def _status_lines(stderr: str) -> list[tuple[str, str]]:
