@@ -7,6 +7,7 @@ or a secret. imapclient's own protocol log (which would show message bytes) is k
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import logging
 import logging.handlers
@@ -15,6 +16,7 @@ from pathlib import Path
 import platformdirs
 
 from imapcrypt.config.model import APP_NAME
+from imapcrypt.private import open_private, private_dir, private_file
 
 LOG_FILE_BYTES = 1_000_000
 LOG_FILE_COUNT = 5
@@ -42,6 +44,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log whose every file (the first and each one after a rotation) is created 0600."""
+
+    def _open(self) -> io.TextIOWrapper:
+        return open_private(Path(self.baseFilename), self.mode, self.encoding)
+
+
 def setup_logging(verbose: bool, as_json: bool = False, log_file: Path | None = None) -> None:
     """Log to stderr (warnings, or everything with `verbose`) and, if given, to a rotating file."""
     formatter: logging.Formatter = JsonFormatter() if as_json else logging.Formatter(TEXT_FORMAT)
@@ -55,10 +64,11 @@ def setup_logging(verbose: bool, as_json: bool = False, log_file: Path | None = 
     console.setFormatter(formatter)
     root.addHandler(console)
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        rotating = logging.handlers.RotatingFileHandler(
+        private_dir(log_file.parent)
+        rotating = _PrivateRotatingFileHandler(
             log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_COUNT, encoding="utf-8"
         )
+        private_file(log_file)  # a log written by an older version under the umask
         rotating.setFormatter(formatter)
         root.addHandler(rotating)
     # imapclient logs whole protocol exchanges (message bytes) at DEBUG: never let them through.

@@ -19,6 +19,7 @@ import keyring.errors
 from imapcrypt.config.model import Account
 from imapcrypt.errors import CredentialsError
 from imapcrypt.openpgp.gnupg import normalise_fingerprint
+from imapcrypt.private import private_dir
 
 SERVICE = "imapcrypt"
 ID_SECRET_ENTRY = "id-secret"  # noqa: S105 - the keyring entry's name, not a secret
@@ -56,16 +57,19 @@ def run_secret_command(command: str, what: str) -> str:
         )
     except subprocess.TimeoutExpired:
         raise CredentialsError(
-            f"the {what} did not finish within {COMMAND_TIMEOUT}s", f"run it by hand to see why: {command}"
+            f"the {what} did not finish within {COMMAND_TIMEOUT}s",
+            f"run the account's {what} by hand to see why",
         ) from None
-    # Only the exit status goes into the message: the command's output may be the secret itself.
+    # The command is named, never quoted (its line may hold a secret, `echo hunter2` say), and only
+    # the exit status goes into the message: the command's output may be the secret itself.
     if done.returncode != 0:
         raise CredentialsError(
-            f"the {what} failed with exit status {done.returncode}", f"run it by hand to see why: {command}"
+            f"the {what} failed with exit status {done.returncode}",
+            f"run the account's {what} by hand to see why",
         )
     lines = done.stdout.decode("utf-8", "replace").splitlines()
     if not lines or not lines[0]:
-        raise CredentialsError(f"the {what} printed nothing", f"make it print the secret: {command}")
+        raise CredentialsError(f"the {what} printed nothing", f"make the account's {what} print the secret")
     return lines[0]
 
 
@@ -130,7 +134,7 @@ def _file_id_secret(path: Path) -> bytes:
         return bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     value = random_source.token_hex(ID_SECRET_BYTES)
     temp = path.with_suffix(".tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

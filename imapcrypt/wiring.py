@@ -22,6 +22,7 @@ from imapcrypt.journal import Journal
 from imapcrypt.keys.fitness import require_recipients
 from imapcrypt.keys.selftest import require_self_test
 from imapcrypt.openpgp.gnupg import GnuPG
+from imapcrypt.private import private_dir, private_file
 from imapcrypt.secrets import account_password, id_secret, remembered_passphrase, run_secret_command
 
 
@@ -32,8 +33,13 @@ def journal_path(config: Config, account: Account) -> Path:
 
 
 def open_journal(config: Config, account: Account) -> Journal:
-    """The account's journal, created on first use."""
-    return Journal(journal_path(config, account))
+    """The account's journal, created on first use, in directories and a file only its owner reads."""
+    path = journal_path(config, account)
+    private_dir(config.data_dir)
+    private_dir(path.parent)
+    journal = Journal(path)
+    private_file(path)  # SQLite gives its -wal and -journal files the database file's mode
+    return journal
 
 
 def open_session(account: Account, password: Callable[[], str] | None = None) -> Session:

@@ -23,6 +23,7 @@ from imapcrypt.config.model import Account
 from imapcrypt.errors import ConfigError, ImapcryptError, RecipientKeyError
 from imapcrypt.openpgp.gnupg import GnuPG, normalise_fingerprint
 from imapcrypt.openpgp.listing import list_certificates
+from imapcrypt.private import open_private, private_dir
 
 RECORD_FILE = "self-test.json"
 Proof = Literal["decrypted", "elsewhere"]
@@ -146,9 +147,9 @@ def _prove(data_dir: Path, account_name: str, fingerprints: Sequence[str], how: 
     for fingerprint in fingerprints:
         entries[normalise_fingerprint(fingerprint)] = {"how": how, "when": when}
     path = _record_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temp.open("w", encoding="utf-8") as handle:
+    with open_private(temp) as handle:
         json.dump({"accounts": accounts}, handle, indent=2, sort_keys=True)
         handle.flush()
         os.fsync(handle.fileno())
