@@ -368,17 +368,19 @@ class Engine:
         report.encrypted += len(stored)
         return handled | stored
 
-    def _seal(self, info: MessageInfo, raw: bytes) -> envelope.Sealed | ImapcryptError | None:
+    def _seal(
+        self, info: MessageInfo, raw: bytes, *, again: bool = False
+    ) -> envelope.Sealed | ImapcryptError | None:
         """Runs on the worker pool: seal one message; None when its body proves it is encrypted already.
 
-        Never raises: a failure comes back as the error, for the caller to report.
+        `again` (re-encryption) seals sender-encrypted mail too: it was sealed once, under a policy
+        that wrapped it. Never raises: a failure comes back as the error, for the caller to report.
         """
         try:
             # Sender encryption counts only when the whole message proves it (docs/format.md).
             kind = envelope.classify(raw)
-            if kind is envelope.Kind.OURS or (
-                kind is not envelope.Kind.PLAINTEXT and not self.account.encrypt_encrypted
-            ):
+            wrap = again or self.account.encrypt_encrypted
+            if kind is envelope.Kind.OURS or (kind is not envelope.Kind.PLAINTEXT and not wrap):
                 return None
             return envelope.seal(
                 raw,
@@ -587,7 +589,7 @@ class Engine:
             if not current:
                 seal_id = envelope.message_id(original, self.id_secret)
                 return _Prepared(info, original, seal_id, info.flags, info.internaldate)
-            sealed = self._seal(info, original)
+            sealed = self._seal(info, original, again=True)
             if not isinstance(sealed, envelope.Sealed):
                 return sealed or EnvelopeError(f"uid {info.uid} no longer opens as a plain message")
             return _Prepared(info, sealed.message, sealed.id, info.flags, info.internaldate)

@@ -19,6 +19,7 @@ from tests.fixtures.gnupg_home import GnupgHome, make_gnupg_home, remove_gnupg_h
 from tests.fixtures.keys import passphrase_fd
 from tests.fixtures.mailbox import Mailbox
 from tests.fixtures.proxy import FaultProxy
+from tests.samples import load
 
 
 @pytest.fixture
@@ -92,3 +93,21 @@ def test_rotate_then_reencrypt_moves_every_message_to_the_new_key(
     assert main(["--config", config, "reencrypt"]) == 0  # nothing left to do, nothing touched
     assert "12 already encrypted" in capsys.readouterr().out
     subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={"GNUPGHOME": str(own_home.path)}, check=False)
+
+
+def test_wrapped_sender_encrypted_mail_is_reencrypted_too(
+    mailbox: Mailbox, own_home: GnupgHome, tmp_path: Path
+) -> None:
+    rig = make_rig(mailbox, own_home, tmp_path)
+    wrapped = load("encrypted_pgp_mime")
+    rig.mailbox.append(wrapped, flags=[b"\\Seen"])
+    with rig.with_policy(encrypt_encrypted=True).engine() as engine:
+        assert engine.encrypt_folder("INBOX", backlog=True).encrypted == 1
+    new = _new_key(own_home)
+    # The policy has since gone back to leaving such mail alone: what is sealed is resealed anyway.
+    with rig.with_policy(recipients=(new,)).engine() as engine:
+        report = engine.reencrypt_folder("INBOX")
+    assert (report.encrypted, report.failed) == (1, 0)
+    assert _sealed_to(rig, new) == 1
+    [copy] = rig.mailbox.state()
+    assert envelope.restore(copy.body, rig.gpg) == wrapped
