@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from imapcrypt.daemon import AccountWorker, Backoff, StateChange, WorkerState
+from imapcrypt.engine import Engine, FolderReport
 from imapcrypt.errors import ImapcryptError, LockedError
 from imapcrypt.events import MessageDone, Progress
 from imapcrypt.message import envelope
@@ -314,3 +315,27 @@ def test_a_hostile_server_response_sends_the_worker_into_backoff_not_to_its_deat
         worker.encrypt_now()
         wait_for(lambda: _ours(rig) == 3, timeout=30, what="work once the server behaves")
     assert_exactly_once(rig, seeds)
+
+
+def test_an_unforeseen_error_is_reported_without_its_text_and_retried(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = Engine.encrypt_folder
+    calls: list[str] = []
+
+    def flaky(self: Engine, folder: str, backlog: bool = False, dry_run: bool = False) -> FolderReport:
+        calls.append(folder)
+        if len(calls) == 2:  # the first pass after the worker went idle
+            raise RuntimeError("Subject: Quarterly-Report-Zebra")
+        return real(self, folder, backlog, dry_run)
+
+    monkeypatch.setattr(Engine, "encrypt_folder", flaky)
+    with running(rig) as (worker, events):
+        rig.mailbox.seed(varied_seeds(2, seed=9))
+        worker.encrypt_now()
+        wait_for(lambda: events.saw(WorkerState.ERROR) >= 1, timeout=20, what="the error reported")
+        wait_for(lambda: _ours(rig) == 2, timeout=30, what="work after the retry")
+    with events.lock:
+        error = next(c for c in events.states if c.state is WorkerState.ERROR)
+    assert error.detail.startswith("unexpected RuntimeError at test_daemon.py:")
+    assert "Zebra" not in error.detail
