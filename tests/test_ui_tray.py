@@ -11,6 +11,7 @@ import pytest
 from imapcrypt_ui.activity import LOCKED_SUBJECT
 from imapcrypt_ui.app import TrayApp
 from imapcrypt_ui.controller import overall_state
+from imapcrypt_ui.labels import plain_notification, plain_tooltip
 from imapcrypt_ui.qt import QLabel, Qt
 from imapcrypt_ui.tray import ICONS
 from pytestqt.qtbot import QtBot
@@ -206,5 +207,9 @@ def test_a_server_answer_is_shown_as_text_never_as_markup(
     labels = window.findChildren(QLabel)
     assert labels
     assert all(label.textFormat() == Qt.TextFormat.PlainText for label in labels)
+    # The tray icon's tooltip and notifications (no tray offscreen): escaped, and tag-free.
+    assert "<img" not in plain_tooltip(window.message.text())
+    assert "&lt;img" in plain_tooltip(window.message.text())
+    assert "<" not in plain_notification(window.message.text())
     with qtbot.waitSignal(app.controller.stopped, timeout=WAIT_MS):
         app.quit()

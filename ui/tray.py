@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imapcrypt_ui.controller import Controller, IconState
-from imapcrypt_ui.labels import plain_label
+from imapcrypt_ui.labels import plain_label, plain_notification, plain_tooltip
 from imapcrypt_ui.qt import (
     QAction,
     QCloseEvent,
@@ -194,7 +194,7 @@ class Tray(QObject):
         icon = state_icon(self.state)
         if self.icon is not None:
             self.icon.setIcon(icon)
-            self.icon.setToolTip(self.tooltip)
+            self.icon.setToolTip(plain_tooltip(self.tooltip))
         if self.window is not None:
             self.window.setWindowIcon(icon)
             self.window.icon.setPixmap(icon.pixmap(48, 48))
@@ -207,6 +207,6 @@ class Tray(QObject):
             kind = (
                 QSystemTrayIcon.MessageIcon.Critical if is_error else QSystemTrayIcon.MessageIcon.Information
             )
-            self.icon.showMessage(title, text, kind, 15000)
+            self.icon.showMessage(plain_notification(title), plain_notification(text), kind, 15000)
         if self.window is not None:
             self.window.message.setText(f"{title}: {text}")
