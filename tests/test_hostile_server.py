@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from imapcrypt.errors import ServerError
+from imapcrypt.imap.connect import connect
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once
 from tests.fixtures.proxy import FaultProxy
@@ -80,3 +81,11 @@ def test_a_huge_appenduid_counts_as_unsaid_and_the_copy_is_found_by_its_id(
     assert "malformed APPENDUID" in caplog.text
     state = assert_exactly_once(rig, seeds)
     assert len(state) == len(seeds)
+
+
+def test_a_huge_literal_during_login_is_refused_before_it_is_read(rig: Rig, fault_proxy: FaultProxy) -> None:
+    fault_proxy.rewrite_responses(
+        lambda line: b"* OK {99999999999}\r\n" + line if b"Logged in" in line else line
+    )
+    with pytest.raises(ServerError, match="literal of 99,999,999,999 bytes"):
+        connect(rig.at_port(fault_proxy.port).account, lambda: rig.mailbox.password)

@@ -18,7 +18,7 @@ import imapclient.exceptions
 
 from imapcrypt.config.model import Account, is_loopback
 from imapcrypt.errors import CredentialsError, ServerError, TlsError
-from imapcrypt.imap.session import Session
+from imapcrypt.imap.session import Session, bound_literals, literal_limit
 from imapcrypt.imap.slots import CONNECTION_SLOTS
 from imapcrypt.imap.translate import translated_errors
 
@@ -106,6 +106,7 @@ def _connect(account: Account, password: Callable[[], str], token: Callable[[], 
     try:
         with translated_errors(f"{account.host}:{account.port}", "connect"):
             client = _open_client(account, context)
+        bound_literals(client, literal_limit(account))  # from the login on; imaplib read the greeting
         if token is not None:
             _oauth2_login(client, account, token)
         else:

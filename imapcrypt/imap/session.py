@@ -115,8 +115,14 @@ def parse_appenduid(response: bytes | str, limit: int) -> list[int]:
     return _parse_uid_set(match.group(2), limit) if match else []
 
 
-def _bound_literals(client: imapclient.IMAPClient, limit: int) -> None:
-    """Refuse any literal over `limit` bytes before imaplib allocates room for it.
+def literal_limit(account: Account) -> int:
+    """The largest literal a response may carry: our largest body is a copy of a message of up to
+    max_message_mb, and twice that leaves room."""
+    return max(2 * account.max_message_bytes, MIN_LITERAL_LIMIT)
+
+
+def bound_literals(client: imapclient.IMAPClient, limit: int) -> None:
+    """Refuse any literal over `limit` bytes before imaplib allocates room for it (idempotent).
 
     imaplib reads an announced literal `{n}` with one `read(n)`, which allocates n bytes first: a
     server announcing `{99999999999}` would exhaust memory. The guard raises LiteralTooLarge,
@@ -124,7 +130,7 @@ def _bound_literals(client: imapclient.IMAPClient, limit: int) -> None:
     """
     imap = getattr(client, "_imap", None)
     read = getattr(imap, "read", None)
-    if imap is None or read is None:
+    if imap is None or read is None or getattr(read, "bounded", False):
         return
 
     def bounded_read(size: int) -> bytes:
@@ -133,6 +139,7 @@ def _bound_literals(client: imapclient.IMAPClient, limit: int) -> None:
         data: bytes = read(size)
         return data
 
+    bounded_read.bounded = True  # type: ignore[attr-defined]
     setattr(imap, "read", bounded_read)  # noqa: B010 - an instance attribute that shadows the method
 
 
@@ -168,8 +175,7 @@ class Session:
         self.throttle_pauses: Sequence[float] = THROTTLE_PAUSES
         self.throttle_waits = 0  # how often a throttled command was retried (for reports and tests)
         self._slot_held = False
-        # Our largest body is a copy of a message up to max_message_mb: twice that leaves room.
-        _bound_literals(client, max(2 * account.max_message_bytes, MIN_LITERAL_LIMIT))
+        bound_literals(client, literal_limit(account))
 
     # -- capabilities, asked as questions -------------------------------------------------------
     @property
