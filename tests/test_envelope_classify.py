@@ -193,6 +193,15 @@ def test_inline_armor_with_text_beside_it_is_plaintext() -> None:
     assert envelope.classify(head + b"\r\n\r\nthe code is 1234\r\n" + body) is Kind.PLAINTEXT
 
 
+def test_armor_inside_an_attached_message_is_plaintext() -> None:
+    inline = load("encrypted_inline")
+    raw = (
+        b'Subject: fwd\r\nContent-Type: multipart/mixed; boundary="m"\r\n\r\n--m\r\n'
+        b"Content-Type: message/rfc822\r\n\r\n" + inline + b"\r\n--m--\r\n"
+    )
+    assert envelope.classify(raw) is Kind.PLAINTEXT
+
+
 def test_inline_armor_next_to_a_readable_attachment_is_plaintext() -> None:
     raw = load("encrypted_inline_multipart").replace(
         b'Content-Type: application/octet-stream; name="report.pdf.pgp"', b"Content-Type: text/html"

@@ -90,6 +90,8 @@ def is_inline_pgp(message: email.message.Message) -> bool:
     message (blank space around it at most), or an attachment that is OpenPGP ciphertext."""
     leaves = 0
     for part in message.walk():
+        if part.get_content_maintype() == "message":
+            return False  # an attached message's own header fields are readable text
         if part.is_multipart():
             if not _blank_or(part.preamble, None) or not _blank_or(part.epilogue, None):
                 return False
