@@ -84,6 +84,8 @@ def test_plain_dovecot_is_healthy(mailbox: Mailbox, key_home: tuple[GnuPG, str],
     assert checks["MULTIAPPEND/LITERAL+"].detail.startswith("a batch of copies")
     assert checks["Gmail"].detail == "not Gmail (generic IMAP profile)"
     assert checks[f"recipient {fingerprint}"].status == "OK"
+    assert checks["encryption"].status == "OK", checks["encryption"].line()
+    assert checks["encryption"].detail.startswith("in process")
     assert checks["self-test"].status == "OK"
     assert "elsewhere" in checks["self-test"].detail
     assert "Trash folder" not in checks  # UIDPLUS with policy purge never needs it

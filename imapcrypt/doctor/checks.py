@@ -32,6 +32,7 @@ from imapcrypt.keys.fitness import check_recipient
 from imapcrypt.keys.selftest import proven_keys
 from imapcrypt.openpgp.binary import find_gpg, gpg_version, install_gpg_hint
 from imapcrypt.openpgp.gnupg import GnuPG
+from imapcrypt.openpgp.inprocess import encryptor
 from imapcrypt.secrets import SERVICE, account_password, keyring_problem, run_secret_command
 from imapcrypt.wiring import journal_path
 
@@ -231,6 +232,7 @@ def _recipient_checks(config: Config, account: Account, now: dt.datetime) -> lis
             checks.append(Check(name, "WARN", "; ".join(health.warnings), "imapcrypt keys rotate"))
         else:
             checks.append(Check(name, "OK", "can encrypt, not expiring within 30 days"))
+    checks.append(check_encryption_path(gpg, account))
     proven = proven_keys(config.data_dir, account.name)
     wanted = [f.replace(" ", "").upper() for f in account.recipients]
     proofs = [proven[f] for f in wanted if f in proven]
@@ -245,6 +247,16 @@ def _recipient_checks(config: Config, account: Account, now: dt.datetime) -> lis
         )
     )
     return checks
+
+
+def check_encryption_path(gpg: GnuPG, account: Account) -> Check:
+    """Which OpenPGP path encrypts this account's mail: in process, or a gpg process per message."""
+    plan = encryptor(gpg).plan(account.recipients)
+    detail = encryptor(gpg).describe(account.recipients)
+    if isinstance(plan, str):
+        fix = "nothing is wrong, only slower; `pip install pysequoia` if it is missing"
+        return Check("encryption", "WARN", detail, fix)
+    return Check("encryption", "OK", detail)
 
 
 def check_keyring(backend: keyring.backend.KeyringBackend | None = None) -> Check:

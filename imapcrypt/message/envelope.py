@@ -22,6 +22,7 @@ from imapcrypt.errors import ConfigError, EnvelopeError
 from imapcrypt.message.classify import CLASSIFY_HEADERS, MARKER_HEADER, Kind, classify, marker_id
 from imapcrypt.message.headers import ContentType, HeaderSection, decode_words
 from imapcrypt.openpgp.gnupg import DEFAULT_MAX_OUTPUT, GnuPG
+from imapcrypt.openpgp.inprocess import Encryptor, encryptor
 
 __all__ = [
     "CLASSIFY_HEADERS",
@@ -100,6 +101,7 @@ def seal(
     *,
     outer_headers: Sequence[str] = DEFAULT_OUTER_HEADERS,
     replace_message_id: bool = False,
+    encrypt_with: Encryptor | None = None,
 ) -> Sealed:
     """E for the original message `raw`, encrypted to every recipient; `restore(E) == raw` byte for byte.
 
@@ -109,7 +111,8 @@ def seal(
     bytes: input that does not start with a header field is sealed too, with only the fields found
     before its first empty line copied. Raises a RecipientKeyError subclass for an unusable key,
     ConfigError for an `outer_headers` name that cannot be copied, ValueError for an `id_secret` under
-    16 bytes. Safe to call from several threads at once.
+    16 bytes. Safe to call from several threads at once. Encrypts in process where it can
+    (`openpgp.inprocess`, the same packets gpg writes); `encrypt_with=gpg` forces a gpg process.
     """
     # Any bytes are sealed, a message or not (an mbox "From " line, body text, no header at all):
     # what is on the server must not stay readable, and restore gives back exactly these bytes.
@@ -123,7 +126,8 @@ def seal(
     if replace_message_id:
         copies.append(b"Message-ID: <" + uuid.uuid4().hex.encode("ascii") + b"@imapcrypt.invalid>\r\n")
     shown = _subject_text(section)[:MAX_SUBJECT_CHARS]
-    subject_cipher = gpg.encrypt(shown.encode("utf-8", "replace"), recipients, armor=False)
+    openpgp = encrypt_with or encryptor(gpg)
+    subject_cipher = openpgp.encrypt(shown.encode("utf-8", "replace"), recipients, armor=False)
     outer = [
         *copies,
         f"Subject: {HIDDEN_SUBJECT}\r\n".encode("ascii"),
@@ -131,7 +135,7 @@ def seal(
         _folded(SUBJECT_HEADER, base64.b64encode(subject_cipher)),
     ]
     # Unnamed temporaries: each copy of a large message is freed as soon as the next one exists.
-    armored = _crlf(gpg.encrypt(_inner_entity(raw, section, wanted, outer), recipients))
+    armored = _crlf(openpgp.encrypt(_inner_entity(raw, section, wanted, outer), recipients))
     boundary = _boundary(armored)
     message = b"".join(
         [
