@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.keyrings",
     "tests.fixtures.gmail_server",
     "tests.fixtures.servers",
+    "tests.fixtures.sequoia",
 ]
 
 # Qt widgets are real but need no screen.

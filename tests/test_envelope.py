@@ -9,6 +9,7 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from imapcrypt.message import envelope
 from imapcrypt.message.envelope import Kind, Sealed
 from imapcrypt.openpgp.gnupg import GnuPG
 from tests.fixtures.gnupg_home import GnupgHome
+from tests.fixtures.sequoia import assert_sq_opens_like_gpg
 from tests.samples import NAMES, load
 
 SECRET = b"test-installation-secret-0123456789"
@@ -69,13 +71,14 @@ def inner_entity(sealed: bytes, gpg: GnuPG) -> bytes:
 @pytest.mark.parametrize("crlf", [True, False], ids=["crlf", "bare-lf"])
 @pytest.mark.parametrize("name", NAMES)
 def test_every_sample_round_trips_byte_exact(
-    name: str, crlf: bool, gpg: GnuPG, gnupg_home: GnupgHome
+    name: str, crlf: bool, gpg: GnuPG, gnupg_home: GnupgHome, sq_key_file: Path
 ) -> None:
     raw = load(name, crlf=crlf)
     sealed = seal(raw, gpg, gnupg_home)
     assert_wire_format(sealed.message)
     assert envelope.classify(sealed.message) is Kind.OURS
     assert envelope.restore(sealed.message, gpg) == raw
+    assert_sq_opens_like_gpg(sealed.message, gpg, sq_key_file)
 
 
 GENERATED = {
@@ -104,10 +107,13 @@ GENERATED = {
 
 
 @pytest.mark.parametrize("raw", GENERATED.values(), ids=GENERATED.keys())
-def test_edge_cases_round_trip_byte_exact(raw: bytes, gpg: GnuPG, gnupg_home: GnupgHome) -> None:
+def test_edge_cases_round_trip_byte_exact(
+    raw: bytes, gpg: GnuPG, gnupg_home: GnupgHome, sq_key_file: Path
+) -> None:
     sealed = seal(raw, gpg, gnupg_home)
     assert_wire_format(sealed.message)
     assert envelope.restore(sealed.message, gpg) == raw
+    assert_sq_opens_like_gpg(sealed.message, gpg, sq_key_file)
 
 
 def test_a_25_mb_attachment_round_trips(gpg: GnuPG, gnupg_home: GnupgHome) -> None:

@@ -6,7 +6,6 @@ import base64
 import email
 import email.policy
 import re
-import subprocess
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -15,25 +14,22 @@ import pytest
 from imapcrypt.message import envelope
 from imapcrypt.openpgp.gnupg import GnuPG
 from tests.fixtures.gnupg_home import GnupgHome
+from tests.fixtures.sequoia import sq_decrypt
 from tests.samples import load
 
 SECRET = b"interop-installation-secret-0123456789"
 
 
-@pytest.fixture(scope="module")
-def sealed(gnupg_home: GnupgHome) -> bytes:
-    return envelope.seal(load("simple"), GnuPG(gnupg_home.path), [gnupg_home.fingerprint], SECRET).message
-
-
-@pytest.fixture(scope="module")
-def secret_key_file(gnupg_home: GnupgHome, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sq") / "secret.pgp"
-    path.write_bytes(
-        gnupg_home.gpg(
-            "--pinentry-mode", "loopback", "--passphrase", "", "--export-secret-keys", gnupg_home.fingerprint
-        )
-    )
-    return path
+@pytest.fixture(scope="module", params=["in process", "gpg process"])
+def sealed(gnupg_home: GnupgHome, request: pytest.FixtureRequest) -> bytes:
+    """E sealed by each OpenPGP path: every test here holds both to the same readers."""
+    gpg = GnuPG(gnupg_home.path)
+    path = gpg if request.param == "gpg process" else None
+    message = envelope.seal(load("simple"), gpg, [gnupg_home.fingerprint], SECRET, encrypt_with=path).message
+    # gpg writes its session-key packets in the old packet format, the in-process path in the new one.
+    first = base64.b64decode(re.split(rb"\r?\n\r?\n", armored_part(message))[1][:4])[0]
+    assert (first == 0xC1) == (request.param == "in process")
+    return message
 
 
 def armored_part(message: bytes) -> bytes:
@@ -73,16 +69,11 @@ def test_gpg_command_line_decrypts_to_the_inner_entity(sealed: bytes, gnupg_home
 
 
 def test_sequoia_decrypts_to_the_same_inner_entity(
-    sealed: bytes, gnupg_home: GnupgHome, secret_key_file: Path
+    sealed: bytes, gnupg_home: GnupgHome, sq_key_file: Path
 ) -> None:
-    done = subprocess.run(
-        ["sq", "decrypt", "--recipient-key", str(secret_key_file)],
-        input=armored_part(sealed),
-        capture_output=True,
-        check=True,
-    )
-    assert done.stdout == gnupg_home.gpg("--decrypt", input=armored_part(sealed))
-    assert load("simple") in done.stdout
+    inner = sq_decrypt(armored_part(sealed), sq_key_file)
+    assert inner == gnupg_home.gpg("--decrypt", input=armored_part(sealed))
+    assert load("simple") in inner
 
 
 def test_packets_are_seipd_with_mdc_binary_literal_and_never_aead(

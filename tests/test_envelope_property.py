@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.header
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +13,7 @@ from imapcrypt.message import envelope
 from imapcrypt.message.envelope import Kind
 from imapcrypt.openpgp.gnupg import GnuPG
 from tests.fixtures.gnupg_home import GnupgHome
+from tests.fixtures.sequoia import assert_sq_opens_like_gpg
 
 SECRET = b"property-installation-secret-0123456789"
 WITH_GPG = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -73,30 +75,37 @@ def assert_wire_format(message: bytes) -> None:
 
 @WITH_GPG
 @given(raw=messages())
-def test_generated_messages_round_trip(raw: bytes, gpg: GnuPG, gnupg_home: GnupgHome) -> None:
+def test_generated_messages_round_trip(
+    raw: bytes, gpg: GnuPG, gnupg_home: GnupgHome, sq_key_file: Path
+) -> None:
     sealed = envelope.seal(raw, gpg, [gnupg_home.fingerprint], SECRET)
     assert_wire_format(sealed.message)
     assert envelope.classify(sealed.message) is Kind.OURS
     assert sealed.id == envelope.message_id(raw, SECRET)
     assert envelope.restore(sealed.message, gpg) == raw
+    assert_sq_opens_like_gpg(sealed.message, gpg, sq_key_file)
 
 
 @WITH_GPG
 @given(raw=st.binary(max_size=3000))
-def test_any_bytes_round_trip(raw: bytes, gpg: GnuPG, gnupg_home: GnupgHome) -> None:
+def test_any_bytes_round_trip(raw: bytes, gpg: GnuPG, gnupg_home: GnupgHome, sq_key_file: Path) -> None:
     sealed = envelope.seal(raw, gpg, [gnupg_home.fingerprint], SECRET)
     assert_wire_format(sealed.message)
     assert envelope.restore(sealed.message, gpg) == raw
+    assert_sq_opens_like_gpg(sealed.message, gpg, sq_key_file)
 
 
 @settings(max_examples=20, deadline=None)
 @given(text=st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=120))
-def test_encoded_subjects_come_back_as_text(text: str, gpg: GnuPG, gnupg_home: GnupgHome) -> None:
+def test_encoded_subjects_come_back_as_text(
+    text: str, gpg: GnuPG, gnupg_home: GnupgHome, sq_key_file: Path
+) -> None:
     text = " ".join(text.split())  # header folding does not keep runs of blanks
     encoded = email.header.Header(text, "utf-8", header_name="Subject").encode(linesep="\r\n")
     raw = b"Subject: " + encoded.encode("ascii") + b"\r\n\r\nbody\r\n"
     sealed = envelope.seal(raw, gpg, [gnupg_home.fingerprint], SECRET)
     assert envelope.subject(sealed.message, gpg) == text
+    assert_sq_opens_like_gpg(sealed.message, gpg, sq_key_file)
 
 
 @settings(max_examples=300, deadline=None)
