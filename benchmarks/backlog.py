@@ -5,6 +5,7 @@ fresh accounts, and times, in one run:
   - copy-naive:   per message FETCH, APPEND, STORE \\Deleted + UID EXPUNGE (what a simple tool does)
   - copy-batched: the same work in batches (one FETCH, one MULTIAPPEND, one STORE/EXPUNGE a batch)
   - imapcrypt:    `Engine.encrypt_folder(backlog=True)`: encrypt, journal, append, verify, delete
+  - imapcrypt-gpg: the same with a gpg process per encryption (the path without pysequoia)
 and prints msgs/s and the engine's ratio to each loop.
 
     .venv/bin/python -m benchmarks.backlog [--messages 500] [--rtt-ms 0]
@@ -24,6 +25,7 @@ os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
 from imapclient import IMAPClient
 
+from imapcrypt.openpgp.inprocess import IN_PROCESS_MAX_BYTES, encryptor
 from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.dovecot import DovecotServer, start_dovecot
 from tests.fixtures.engine import make_rig
@@ -104,15 +106,18 @@ def main() -> None:
         naive = measure("copy-naive", seeds, server, lambda m: copy_naive(proxy.port, m))
         batched = measure("copy-batched", seeds, server, lambda m: copy_batched(proxy.port, m))
 
-        def engine(mailbox: Mailbox) -> None:
+        def engine(mailbox: Mailbox, in_process: bool = True) -> None:
             rig = make_rig(mailbox, home, scratch).at_port(proxy.port).with_policy(batch_size=50)
             with rig.engine() as worker:
+                # max_bytes -1: every message goes through gpg, as where pysequoia is missing.
+                encryptor(worker.gpg).max_bytes = IN_PROCESS_MAX_BYTES if in_process else -1
                 report = worker.encrypt_folder("INBOX", backlog=True)
             assert report.encrypted == len(seeds), report
 
         ours = measure("imapcrypt", seeds, server, engine)
-        print(f"ratio imapcrypt/copy-naive   {ours / naive:5.2f}")
-        print(f"ratio imapcrypt/copy-batched {ours / batched:5.2f}")
+        through_gpg = measure("imapcrypt-gpg", seeds, server, lambda m: engine(m, in_process=False))
+        for name, rate in (("copy-naive", naive), ("copy-batched", batched)):
+            print(f"ratio imapcrypt/{name:<13} {ours / rate:5.2f}   (gpg path {through_gpg / rate:5.2f})")
     finally:
         proxy.stop()
         server.stop()
