@@ -22,6 +22,7 @@ from typing import Literal
 from imapcrypt.config.model import Account
 from imapcrypt.errors import ConfigError, ImapcryptError, RecipientKeyError
 from imapcrypt.openpgp.gnupg import GnuPG, normalise_fingerprint
+from imapcrypt.openpgp.inprocess import encryptor
 from imapcrypt.openpgp.listing import list_certificates
 from imapcrypt.private import open_private, private_dir
 
@@ -80,7 +81,8 @@ def self_test(gpg: GnuPG, fingerprints: Sequence[str], passphrase: str | None) -
     for fingerprint in wanted:
         probe = b"imapcrypt self-test " + secrets.token_hex(16).encode()
         try:
-            sealed = gpg.encrypt(probe, [fingerprint])
+            # The path that will seal the mail (in process where it can): that is what must open.
+            sealed = encryptor(gpg).encrypt(probe, [fingerprint])
         except ImapcryptError as exc:
             outcomes.append(ProbeOutcome(fingerprint, False, None, f"cannot encrypt: {exc.message}"))
             continue
