@@ -7,15 +7,17 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pysequoia.packet import PacketPile, Tag
 
 from imapcrypt.config.model import Account
 from imapcrypt.doctor.checks import check_encryption_path
+from imapcrypt.openpgp import writer
 from imapcrypt.openpgp.gnupg import GnuPG, session_key_ids
 from imapcrypt.openpgp.inprocess import InProcessEncryptor, Plan
 from imapcrypt.openpgp.listing import list_certificates
@@ -269,3 +271,33 @@ def test_threads_share_one_encryptor(home: Home) -> None:
     assert all(written_in_process(r) for r in results)
     assert [home.cli("--decrypt", data=r) for r in results[:6]] == [job[0] for job in jobs[:6]]
     assert len({r for r in results}) == len(results)  # fresh session keys and prefixes each time
+
+
+def subkey_body(home: Home, name: str) -> bytes:
+    """The body of the (newest) encryption subkey packet of key `name`, as gpg exports it."""
+    exported = home.cli("--export", home.keys[name])
+    bodies = [p.body for p in PacketPile.from_bytes(exported) if p.tag == Tag.PublicSubkey]
+    return bodies[-1]
+
+
+def test_key_packets_parse_to_the_key_ids_gpg_lists(home: Home) -> None:
+    for name in ("cv25519", "nistp256"):
+        key = writer.RecipientKey.parse(subkey_body(home, name))
+        (certificate,) = list_certificates(home.gpg, (home.keys[name],))
+        assert key.fingerprint.hex().upper() == certificate.subkeys[-1].fingerprint
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda body: body[:20], "cut short"),
+        (lambda body: b"\x05" + body[1:], "version 4"),
+        (lambda body: body[:-40] + bytes(32) + body[-8:], "not valid"),  # a point that is not on P-256
+    ],
+    ids=["cut short", "version 5", "point off the curve"],
+)
+def test_a_damaged_key_packet_is_refused_when_parsed(
+    home: Home, damage: Callable[[bytes], bytes], reason: str
+) -> None:
+    with pytest.raises(writer.UnsupportedKeyError, match=reason):
+        writer.RecipientKey.parse(damage(subkey_body(home, "nistp256")))

@@ -47,14 +47,23 @@ class UnsupportedKeyError(ValueError):
     """A recipient (sub)key this writer does not handle (ElGamal, Brainpool, v5/v6 keys ...)."""
 
 
+PublicKey = rsa.RSAPublicKey | x25519.X25519PublicKey | ec.EllipticCurvePublicKey
+
+
 @dataclass(frozen=True)
 class RecipientKey:
-    """The public part of one encryption (sub)key, parsed from its key packet's body."""
+    """The public part of one encryption (sub)key, parsed from its key packet's body and loaded.
+
+    Loading checks the material (an RSA modulus and exponent, a point on its curve), so a key that
+    cannot be encrypted to fails when the plan is made, never in the middle of a run.
+    """
 
     key_id: bytes  # 8 bytes: the low 64 bits of the v4 fingerprint
     fingerprint: bytes  # 20 bytes (v4)
     algorithm: int
-    material: tuple[bytes, ...]  # RSA: (n, e); ECDH: (curve OID, point, KDF parameters)
+    public: PublicKey
+    curve_oid: bytes = b""  # ECDH only: the curve's OID and the KDF parameters (RFC 6637 §9)
+    kdf: bytes = b""
 
     @classmethod
     def parse(cls, body: bytes) -> RecipientKey:
@@ -62,26 +71,36 @@ class RecipientKey:
         if len(body) < 6 or body[0] != 4:
             raise UnsupportedKeyError("only version 4 keys are encrypted to in process")
         fingerprint = hashlib.sha1(b"\x99" + struct.pack(">H", len(body)) + body).digest()  # noqa: S324
-        algorithm, pos = body[5], 6
+        algorithm = body[5]
         try:
             if algorithm in (ALGO_RSA, ALGO_RSA_E):
-                n, pos = _read_mpi(body, pos)
-                e, pos = _read_mpi(body, pos)
-                material: tuple[bytes, ...] = (n, e)
-            elif algorithm == ALGO_ECDH:
-                oid = body[pos + 1 : pos + 1 + body[pos]]
-                point, pos = _read_mpi(body, pos + 1 + body[pos])
+                n, pos = _read_mpi(body, 6)
+                e, _ = _read_mpi(body, pos)
+                numbers = rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big"))
+                return cls(fingerprint[-8:], fingerprint, algorithm, numbers.public_key())
+            if algorithm == ALGO_ECDH:
+                oid = body[7 : 7 + body[6]]
+                point, pos = _read_mpi(body, 7 + body[6])
                 kdf = body[pos + 1 : pos + 1 + body[pos]]
-                if oid != _CV25519 and oid not in _NIST:
-                    raise UnsupportedKeyError(f"ECDH curve {oid.hex()} is not encrypted to in process")
                 if len(kdf) != 3 or kdf[0] != 1 or kdf[1] not in _KDF_HASHES or kdf[2] not in AES_KEY_BYTES:
                     raise UnsupportedKeyError(f"ECDH KDF parameters {kdf.hex()} are not supported")
-                material = (oid, point, kdf)
-            else:
-                raise UnsupportedKeyError(f"public-key algorithm {algorithm} is not encrypted to in process")
+                return cls(fingerprint[-8:], fingerprint, algorithm, _ecdh_public(oid, point), oid, kdf)
         except IndexError as exc:
             raise UnsupportedKeyError("the key packet is cut short") from exc
-        return cls(fingerprint[-8:], fingerprint, algorithm, material)
+        except ValueError as exc:  # cryptography refused the modulus, exponent or point
+            raise UnsupportedKeyError(f"the key's public material is not valid: {exc}") from exc
+        raise UnsupportedKeyError(f"public-key algorithm {algorithm} is not encrypted to in process")
+
+
+def _ecdh_public(oid: bytes, point: bytes) -> PublicKey:
+    """The ECDH public key on a curve this writer handles (Curve25519: 0x40 and 32 native octets)."""
+    if oid == _CV25519:
+        if len(point) != 33 or point[0] != 0x40:
+            raise UnsupportedKeyError("a Curve25519 point must be 0x40 and 32 octets")
+        return x25519.X25519PublicKey.from_public_bytes(point[1:])
+    if oid in _NIST:
+        return ec.EllipticCurvePublicKey.from_encoded_point(_NIST[oid], point)
+    raise UnsupportedKeyError(f"ECDH curve {oid.hex()} is not encrypted to in process")
 
 
 def encrypt(
@@ -126,33 +145,29 @@ def _pkesk(key: RecipientKey, cipher: int, session_key: bytes) -> bytes:
     """The PKESK v3 packet (RFC 4880 §5.1) that gives `session_key` to `key`."""
     checksum = struct.pack(">H", sum(session_key) & 0xFFFF)
     plain = bytes([cipher]) + session_key + checksum
-    if key.algorithm == ALGO_ECDH:
-        fields = _ecdh(key, plain)
+    if isinstance(key.public, rsa.RSAPublicKey):
+        fields = _mpi(key.public.encrypt(plain, padding.PKCS1v15()))
     else:
-        n, e = (int.from_bytes(m, "big") for m in key.material)
-        public = rsa.RSAPublicNumbers(e, n).public_key()
-        fields = _mpi(public.encrypt(plain, padding.PKCS1v15()))
+        fields = _ecdh(key, plain)
     body = b"\x03" + key.key_id + bytes([key.algorithm]) + fields
     return _header(TAG_PKESK, len(body)) + body
 
 
 def _ecdh(key: RecipientKey, plain: bytes) -> bytes:
     """RFC 6637 §8: an ephemeral key, the shared secret through the KDF, the session key wrapped."""
-    oid, point, kdf = key.material
-    if oid == _CV25519:
-        if len(point) != 33 or point[0] != 0x40:
-            raise UnsupportedKeyError("a Curve25519 point must be 0x40 and 32 octets")
+    if isinstance(key.public, x25519.X25519PublicKey):
         ephemeral = x25519.X25519PrivateKey.generate()
-        shared = ephemeral.exchange(x25519.X25519PublicKey.from_public_bytes(point[1:]))
+        shared = ephemeral.exchange(key.public)
         ephemeral_point = b"\x40" + ephemeral.public_key().public_bytes_raw()
-    else:
-        curve = _NIST[oid]
-        recipient = ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
-        nist_ephemeral = ec.generate_private_key(curve)
-        shared = nist_ephemeral.exchange(ec.ECDH(), recipient)  # the x coordinate, as RFC 6637 wants
+    elif isinstance(key.public, ec.EllipticCurvePublicKey):
+        nist_ephemeral = ec.generate_private_key(key.public.curve)
+        shared = nist_ephemeral.exchange(ec.ECDH(), key.public)  # the x coordinate, as RFC 6637 wants
         ephemeral_point = nist_ephemeral.public_key().public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
+    else:
+        raise UnsupportedKeyError("not an ECDH key")
+    oid, kdf = key.curve_oid, key.kdf
     # RFC 6637 §7: Param = OID, algorithm, KDF parameters, "Anonymous Sender    ", fingerprint.
     param = bytes([len(oid)]) + oid + bytes([ALGO_ECDH, len(kdf)]) + kdf
     param += b"Anonymous Sender    " + key.fingerprint
