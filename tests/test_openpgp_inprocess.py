@@ -18,8 +18,8 @@ from pysequoia.packet import PacketPile, Tag
 from imapcrypt.config.model import Account
 from imapcrypt.doctor.checks import check_encryption_path
 from imapcrypt.openpgp import writer
-from imapcrypt.openpgp.gnupg import GnuPG, session_key_ids
-from imapcrypt.openpgp.inprocess import InProcessEncryptor, Plan
+from imapcrypt.openpgp.gnupg import Compression, GnuPG, session_key_ids
+from imapcrypt.openpgp.inprocess import InProcessEncryptor, Plan, encryptor
 from imapcrypt.openpgp.listing import list_certificates
 
 TEXT = b"".join(b"Line %d of a mail message that compresses the way mail does.\r\n" % i for i in range(130))
@@ -301,3 +301,23 @@ def test_a_damaged_key_packet_is_refused_when_parsed(
 ) -> None:
     with pytest.raises(writer.UnsupportedKeyError, match=reason):
         writer.RecipientKey.parse(damage(subkey_body(home, "nistp256")))
+
+
+def test_one_encryptor_per_home_whatever_the_gnupg_object(home: Home) -> None:
+    first, again = encryptor(GnuPG(home.gpg.home)), encryptor(GnuPG(home.gpg.home))
+    assert first is again
+    assert encryptor(GnuPG(home.gpg.home, compression=Compression.NONE)) is not first
+
+
+def test_without_compression_both_paths_write_no_compressed_packet(home: Home) -> None:
+    gpg = GnuPG(home.gpg.home, compression=Compression.NONE)
+    recipients = [home.keys["cv25519"]]
+    ours = InProcessEncryptor(gpg).encrypt(TEXT, recipients, armor=False)
+    theirs = gpg.encrypt(TEXT, recipients, armor=False)
+    assert written_in_process(ours)
+    assert packet_kinds(home, ours) == packet_kinds(home, theirs)
+    assert packet_kinds(home, ours)[1] == [
+        ":encrypted data packet: mdc_method: 2",
+        ":literal data packet: mode b (62)",
+    ]
+    assert sq_decrypt(home, ours) == TEXT

@@ -16,7 +16,6 @@ import logging
 import math
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -120,16 +119,19 @@ class InProcessEncryptor:
         )
 
 
-_encryptors: weakref.WeakKeyDictionary[GnuPG, InProcessEncryptor] = weakref.WeakKeyDictionary()
+# One encryptor per GnuPG home (and binary and compression): a GnuPG object holds no state, so every
+# object for the same home shares the plans, and the daemon opening an account again makes none anew.
+_encryptors: dict[tuple[str, str, Compression], InProcessEncryptor] = {}
 _encryptors_lock = threading.Lock()
 
 
 def encryptor(gpg: GnuPG) -> InProcessEncryptor:
-    """The one encryptor of this GnuPG object: its plans (one per recipient set) are made once."""
+    """The encryptor of this GnuPG home: its plans (one per recipient set) are made once."""
+    key = (str(gpg.home), str(gpg.gpg.gpgbinary), gpg.compression)
     with _encryptors_lock:
-        found = _encryptors.get(gpg)
+        found = _encryptors.get(key)
         if found is None:
-            found = _encryptors[gpg] = InProcessEncryptor(gpg)
+            found = _encryptors[key] = InProcessEncryptor(gpg)
         return found
 
 
