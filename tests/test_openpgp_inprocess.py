@@ -321,3 +321,13 @@ def test_without_compression_both_paths_write_no_compressed_packet(home: Home) -
         ":literal data packet: mode b (62)",
     ]
     assert sq_decrypt(home, ours) == TEXT
+
+
+def test_the_plan_is_made_once_while_the_keyring_stays_the_same(home: Home) -> None:
+    fast = InProcessEncryptor(home.gpg)
+    recipients = [home.keys["cv25519"], home.keys["rsa-primary"]]
+    plan = fast.plan(recipients)
+    for _ in range(3):  # gpg's own runs (the probe, the listing) must not look like a keyring change
+        fast.encrypt(b"x", recipients)
+    home.cli("--list-keys")
+    assert fast.plan(recipients) is plan

@@ -47,7 +47,7 @@ except ImportError as exc:  # pragma: no cover - depends on the platform's wheel
 # four copies of the message in memory at once: large messages go through gpg.
 IN_PROCESS_MAX_BYTES = 2 * 1024 * 1024
 _MDC = "2"
-_KEYRING_FILES = ("pubring.kbx", "pubring.gpg", "trustdb.gpg")
+_KEYRING_FILES = ("pubring.kbx", "pubring.gpg")  # not trustdb.gpg: trust is "always" here
 
 
 class Encryptor(Protocol):
