@@ -199,6 +199,8 @@ def test_copies_are_compressed_like_gpg_does(home: Home, data: bytes, limit: flo
     theirs = home.gpg.encrypt(data, recipients, armor=False)
     assert len(ours) <= limit * len(data)
     assert abs(len(ours) - len(theirs)) <= 0.01 * len(data) + 16
+    # 64 KB of random bytes needs five-octet packet lengths: both readers must take them.
+    assert sq_decrypt(home, ours) == home.cli("--decrypt", data=ours) == data
 
 
 def test_an_unsupported_key_goes_through_gpg_and_doctor_says_so(home: Home) -> None:
