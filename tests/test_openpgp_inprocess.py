@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -333,3 +334,22 @@ def test_the_plan_is_made_once_while_the_keyring_stays_the_same(home: Home) -> N
         fast.encrypt(b"x", recipients)
     home.cli("--list-keys")
     assert fast.plan(recipients) is plan
+
+
+def test_without_pysequoia_gpg_encrypts_and_says_why(home: Home) -> None:
+    script = f"""
+import sys
+sys.modules["pysequoia"] = None  # as on a platform without its wheel
+from pathlib import Path
+from imapcrypt.openpgp.gnupg import GnuPG
+from imapcrypt.openpgp.inprocess import encryptor
+fast = encryptor(GnuPG(Path({str(home.gpg.home)!r})))
+print(fast.describe([{home.keys["cv25519"]!r}]))
+sys.stdout.flush()
+sys.stdout.buffer.write(fast.encrypt(b"no sequoia here", [{home.keys["cv25519"]!r}], armor=False))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True)
+    described, message = done.stdout.split(b"\n", 1)
+    assert described == b"GnuPG, one process per message (pysequoia is not installed)"
+    assert not written_in_process(message)
+    assert home.cli("--decrypt", data=message) == b"no sequoia here"
