@@ -1,4 +1,4 @@
-"""Encryption without a gpg process per message (docs/format.md, "OpenPGP profile").
+"""Encryption without a gpg process per message (docs/format.md, "Two writers, one profile").
 
 gpg still decides everything about the recipients, once per recipient set: one probe encryption
 shows which (sub)key of each recipient gpg encrypts to and with which cipher, and the public keys are
@@ -40,8 +40,10 @@ try:  # the fast path's two libraries; without either, gpg encrypts as before (a
     from imapcrypt.openpgp import writer
 
     UNAVAILABLE = ""
-except ImportError as exc:  # pragma: no cover - depends on the platform's wheels
-    UNAVAILABLE = f"{exc.name or 'a library'} is not installed"
+except ImportError as exc:  # a platform without pysequoia's wheel, or cryptography before 47
+    missing = exc.name or "a library"
+    missing = "cryptography >= 47" if missing.startswith("cryptography") else missing
+    UNAVAILABLE = f"{missing} is not installed"
 
 # Above this the gpg process costs under 10% of the work, and gpg streams where this path holds about
 # four copies of the message in memory at once: large messages go through gpg.
