@@ -353,3 +353,18 @@ sys.stdout.buffer.write(fast.encrypt(b"no sequoia here", [{home.keys["cv25519"]!
     assert described == b"GnuPG, one process per message (pysequoia is not installed)"
     assert not written_in_process(message)
     assert home.cli("--decrypt", data=message) == b"no sequoia here"
+
+
+# Literal lengths at the edges of one-, two- and five-octet packet lengths (RFC 4880 §4.2.2), and the
+# SEIPD packet around them crossing the same edges a few octets later.
+EDGES = [0, 1, 150, 185, 186, 187, 200, 8300, 8377, 8378, 8379, 8400]
+
+
+@pytest.mark.parametrize("size", EDGES)
+def test_every_length_opens_in_both_readers(home: Home, size: int) -> None:
+    data = os.urandom(size)
+    for compression in (Compression.NONE, Compression.ZLIB_FAST):
+        gpg = GnuPG(home.gpg.home, compression=compression)
+        message = InProcessEncryptor(gpg).encrypt(data, [home.keys["cv25519"]], armor=False)
+        assert written_in_process(message)
+        assert sq_decrypt(home, message) == home.cli("--decrypt", data=message) == data
