@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from imapcrypt.errors import ImapcryptError
+from imapcrypt.openpgp import packets
 from imapcrypt.openpgp.gnupg import (
     ENCRYPT_OPTIONS,
     Compression,
@@ -152,7 +154,16 @@ def _make_plan(gpg: GnuPG, fingerprints: tuple[str, ...]) -> Plan | str:
 
 
 def _gpg_choice(gpg: GnuPG, fingerprints: tuple[str, ...]) -> tuple[int, frozenset[str]] | str:
-    """The cipher and the key IDs gpg encrypts to (one probe of empty data), or why not this path."""
+    """The cipher and the key IDs gpg encrypts to (two probes of empty data), or why not this path.
+
+    The first probe is `GnuPG.encrypt` itself, with every check it makes of a ciphertext (SEIPD v1, the
+    session key encrypted to the configured recipients and nobody else): the plan exists only where
+    gpg's own output would be used. The second, with the same options, tells the cipher.
+    """
+    try:
+        checked = frozenset(packets.pkesk_key_ids(gpg.encrypt(b"", fingerprints, armor=False)))
+    except ImapcryptError as exc:
+        return f"gpg refuses to encrypt to these recipients now: {exc.message}"
     recipients = [arg for f in fingerprints for arg in ("--recipient", f)]
     probe = run_gpg(
         gpg, ["--encrypt", "--armor", "--trust-model", "always", *ENCRYPT_OPTIONS, *recipients], b""
@@ -163,8 +174,9 @@ def _gpg_choice(gpg: GnuPG, fingerprints: tuple[str, ...]) -> tuple[int, frozens
         return "gpg cannot encrypt to these recipients now"
     if fields[0] != _MDC or any(f != "0" for f in fields[2:]) or int(fields[1]) not in writer.AES_KEY_BYTES:
         return f"gpg encrypts with BEGIN_ENCRYPTION {' '.join(fields)}, which this path does not write"
-    wanted = session_key_ids(probe.stdout)
-    return (int(fields[1]), wanted) if wanted else "gpg hides the key IDs (throw-keyids)"
+    if session_key_ids(probe.stdout) != checked:
+        return "gpg chose different keys in two runs"
+    return int(fields[1]), checked
 
 
 def _exported_keys(
