@@ -193,8 +193,10 @@ def _exported_keys(
                 if key.key_id.hex().upper() != key_id:  # Sequoia's parse and the writer's must agree
                     return f"key {key_id} does not parse the same twice"
                 keys[key_id] = key
-    except (writer.UnsupportedKeyError, ValueError) as exc:
+    except writer.UnsupportedKeyError as exc:
         return str(exc)
+    except (ValueError, RuntimeError) as exc:  # pysequoia reports a parse failure as RuntimeError
+        return f"the exported keys do not parse: {str(exc).splitlines()[0] if str(exc) else exc!r}"
     return keys if set(keys) == wanted else "gpg encrypts to keys that the export does not show"
 
 
