@@ -368,3 +368,10 @@ def test_every_length_opens_in_both_readers(home: Home, size: int) -> None:
         message = InProcessEncryptor(gpg).encrypt(data, [home.keys["cv25519"]], armor=False)
         assert written_in_process(message)
         assert sq_decrypt(home, message) == home.cli("--decrypt", data=message) == data
+
+
+def test_a_curve25519_point_of_low_order_is_refused_when_parsed(home: Home) -> None:
+    body = subkey_body(home, "cv25519")
+    assert body[19] == 0x40  # version, time, algorithm, OID (1 + 10 octets), MPI bit count, then 0x40
+    with pytest.raises(writer.UnsupportedKeyError, match="not valid"):
+        writer.RecipientKey.parse(body[:20] + bytes(32) + body[52:])

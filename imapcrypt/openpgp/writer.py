@@ -97,7 +97,10 @@ def _ecdh_public(oid: bytes, point: bytes) -> PublicKey:
     if oid == _CV25519:
         if len(point) != 33 or point[0] != 0x40:
             raise UnsupportedKeyError("a Curve25519 point must be 0x40 and 32 octets")
-        return x25519.X25519PublicKey.from_public_bytes(point[1:])
+        public = x25519.X25519PublicKey.from_public_bytes(point[1:])
+        # A low-order point makes every exchange fail (an all-zero secret): find out now, not per message.
+        x25519.X25519PrivateKey.generate().exchange(public)
+        return public
     if oid in _NIST:
         return ec.EllipticCurvePublicKey.from_encoded_point(_NIST[oid], point)
     raise UnsupportedKeyError(f"ECDH curve {oid.hex()} is not encrypted to in process")
