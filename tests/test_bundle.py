@@ -148,6 +148,7 @@ recipients = ["{fingerprint}"]
     assert f"OK    login: logged in as {mailbox.user}" in done.stdout
     assert f"OK    recipient {fingerprint}" in done.stdout
     assert f"OK    gpg: {find_gpg()}, gpg (GnuPG) 2." in done.stdout
+    assert "OK    encryption: " in done.stdout  # the bundle carries the in-process OpenPGP writer
     assert done.stdout.rstrip().splitlines()[-1].startswith("0 FAIL")
 
 
