@@ -339,13 +339,14 @@ class AccountWorker:
             self._log_report(report)
 
     def _log_report(self, report: FolderReport) -> None:
-        if report.encrypted or report.failed or report.recovered:
+        if report.encrypted or report.failed or report.recovered or report.unverified:
             log.info(
-                "pass account=%s folder=%s encrypted=%d failed=%d recovered=%d waiting=%d",
+                "pass account=%s folder=%s encrypted=%d failed=%d unverified=%d recovered=%d waiting=%d",
                 self.account.name,
                 report.folder,
                 report.encrypted,
                 report.failed,
+                report.unverified,
                 report.recovered,
                 report.waiting + report.too_young,
             )

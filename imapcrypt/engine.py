@@ -58,6 +58,31 @@ class FolderReport:
     recovered: int = 0
     would_encrypt: int = 0
     too_large: int = 0  # copies over the server's APPENDLIMIT: skipped, reported, never half-processed
+    # Copies stored but not proven on the server even after NOOPs: originals kept, intents left for
+    # the next run. A failure for the exit code, `status` and the tray, not "nothing to do".
+    unverified: int = 0
+
+
+class ServerAltersMessages(ServerError):
+    """The server changes messages as it stores them, so no copy can ever be proven: nothing is
+    deleted there, ever (docs/providers.md#servers-that-change-stored-mail)."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(
+            f"{host} changes the messages it stores (an mbox server adding its own headers), so no "
+            "encrypted copy can be verified; the mail stays as plaintext",
+            "use a server that stores messages as sent (Maildir or a database); see docs/providers.md",
+        )
+
+
+def unverified_note(report: FolderReport) -> str | None:
+    """The journal's last error for a run that left copies unverified (shown by `status`), or None."""
+    if not report.unverified:
+        return None
+    return (
+        f"{report.unverified} copies could not be verified on the server; "
+        "their originals are kept and the next run checks again"
+    )
 
 
 @dataclass(frozen=True)
@@ -199,6 +224,10 @@ class Engine:
         finished: list[tuple[Intent, int]] = []
         for intent in intents:
             copies = self._find_copies(intent)
+            altered = [] if copies else self._altered_copies(intent)
+            if altered:
+                # A copy the server changed never proves itself: it goes, the original stays.
+                self._drop_altered(intent.folder, {intent.src_uid: altered})
             if not copies:
                 # Never deleted before a verified copy existed: the original is still there.
                 log.info(
@@ -291,7 +320,8 @@ class Engine:
                 self.journal.note_run(folder, report.waiting, str(exc))
             raise
         if not dry_run:
-            self.journal.note_run(folder, report.waiting + report.too_young + report.failed, None)
+            waiting = report.waiting + report.too_young + report.failed + report.unverified
+            self.journal.note_run(folder, waiting, unverified_note(report))
         return report
 
     def _classify_batch(
@@ -364,7 +394,7 @@ class Engine:
             else:
                 report.failed += 1
                 self.events.on_error(result)
-        stored = self._store(status, prepared, "encrypt")
+        stored = self._store(status, prepared, "encrypt", report)
         report.encrypted += len(stored)
         return handled | stored
 
@@ -395,14 +425,16 @@ class Engine:
             return exc
 
     # -- storing copies and deleting originals (shared by both directions) ----------------------------
-    def _store(self, status: FolderStatus, prepared: list[_Prepared], direction: Direction) -> set[int]:
+    def _store(
+        self, status: FolderStatus, prepared: list[_Prepared], direction: Direction, report: FolderReport
+    ) -> set[int]:
         """Append, verify and swap each prepared copy for its original; the UIDs finished."""
         if not prepared:
             return set()
         allowed = self.uploads.fitting([len(p.copy) for p in prepared])
         if allowed < len(prepared):
             # The day's upload budget: store what fits, then pause the whole run until tomorrow.
-            self._store(status, prepared[:allowed], direction)
+            self._store(status, prepared[:allowed], direction, report)
             raise self.uploads.paused()
         intents = {
             p.info.uid: Intent(
@@ -413,10 +445,9 @@ class Engine:
         self.journal.begin(list(intents.values()))
         new_uids = self._append(status.name, prepared, intents)
         verified = self._verify(prepared, intents, new_uids, direction)
-        for p in prepared:
-            if p.info.uid in new_uids and p.info.uid not in verified:
-                # The intent stays: the next run's recovery looks for the copy again.
-                self.events.on_error(ServerError(f"the copy of uid {p.info.uid} could not be verified"))
+        unproven = [
+            intents[p.info.uid] for p in prepared if p.info.uid in new_uids and p.info.uid not in verified
+        ]
         if verified:
             adopted = self.remover.adopt(self.session, status.name, verified)
             for src in set(verified) - set(adopted):
@@ -427,6 +458,8 @@ class Engine:
             self.journal.complete([intents[src] for src in verified])
         for src, copy_uid in verified.items():
             self._done(status.name, direction, src, copy_uid, intents[src].size)
+        if unproven:  # after the proven ones are done: this may stop the run
+            self._unproven(status.name, unproven, report)
         return set(verified)
 
     def _append(
@@ -481,6 +514,8 @@ class Engine:
         under verify = "hash", are also compared byte for byte.
         """
         claimed: dict[int, int] = {}
+        if any(new_uids.get(p.info.uid, 0) is None for p in prepared):
+            self.session.settle()  # a server may show this session its own APPEND only after a NOOP
         for p in prepared:
             if p.info.uid not in new_uids:
                 continue
@@ -490,7 +525,8 @@ class Engine:
                 uid = found[0] if found else None
             if uid is not None and uid != p.info.uid:
                 claimed[p.info.uid] = uid
-        infos = self.session.fetch_info(sorted(claimed.values()), VERIFY_FIELDS)
+        # Not seen at once is not missing yet: some servers show an APPEND late (Courier, until NOOP).
+        infos = self.session.fetch_info_settled(sorted(claimed.values()), VERIFY_FIELDS)
         verified: dict[int, int] = {}
         for p in prepared:
             uid = claimed.get(p.info.uid)
@@ -505,6 +541,57 @@ class Engine:
             copies = {p.info.uid: p.copy for p in prepared}
             verified = {src: uid for src, uid in verified.items() if stored.get(uid) == copies[src]}
         return verified
+
+    def _unproven(self, folder: str, intents: list[Intent], report: FolderReport) -> None:
+        """Deal with copies stored but not proven: report each; drop those the server changed.
+
+        A copy that is not visible (yet) keeps its intent: the original stays and the next run's
+        recovery looks for the copy again. A copy the server changed while storing it (an mbox server
+        adding X-UID and Status headers) can never be proven byte for byte: it is removed again, the
+        original stays as plaintext, and the folder's run stops with the reason, since every other
+        copy would meet the same fate.
+        """
+        altered = {intent.src_uid: self._altered_copies(intent) for intent in intents}
+        for intent in intents:
+            if not altered[intent.src_uid]:
+                report.unverified += 1
+                self.events.on_error(
+                    ServerError(
+                        f"the copy of uid {intent.src_uid} in {folder} could not be verified",
+                        "the original is kept; the next run looks for the copy again",
+                    )
+                )
+        changed = [intent for intent in intents if altered[intent.src_uid]]
+        if changed:
+            self._drop_altered(folder, {i.src_uid: altered[i.src_uid] for i in changed})
+            self.journal.abandon(changed)
+            report.failed += len(changed)
+            raise ServerAltersMessages(self.account.host)
+
+    def _altered_copies(self, intent: Intent) -> list[int]:
+        """Our copies of an intent's message that the server stored changed (our id, another size).
+
+        Only encrypted copies carry an id that survives a change; a changed restore cannot be found.
+        """
+        if intent.direction != "encrypt":
+            return []
+        candidates = self.session.search_header(envelope.MARKER_HEADER, intent.seal_id)
+        infos = self.session.fetch_info(candidates, VERIFY_FIELDS)
+        return [
+            uid
+            for uid, info in sorted(infos.items())
+            if uid != intent.src_uid
+            and not self._is_copy(info, intent.seal_id, intent.size)
+            and self._is_copy(info, intent.seal_id, info.size)
+        ]
+
+    def _drop_altered(self, folder: str, altered: dict[int, list[int]]) -> None:
+        """Remove changed copies whose original is still in the folder (never the only instance)."""
+        present = self.session.fetch_info(sorted(altered), ["Message-ID"])
+        doomed = sorted(uid for src, uids in altered.items() if src in present for uid in uids)
+        if doomed:
+            log.warning("folder %s: removing %d copies the server changed", folder, len(doomed))
+            self.remover.remove(self.session, folder, doomed)
 
     def _done(self, folder: str, direction: Direction, src: int, new: int, size: int) -> None:
         self.events.on_message_done(MessageDone(self.account.name, folder, direction, src, new, size))
@@ -552,7 +639,7 @@ class Engine:
                 else:
                     report.restored += done
             self.events.on_progress(meter.advance(len(batch)))
-        self.journal.note_run(folder, report.failed, None)
+        self.journal.note_run(folder, report.failed + report.unverified, unverified_note(report))
         return report
 
     def _rewrite_group(
@@ -601,4 +688,4 @@ class Engine:
                 self.events.on_error(result)
             else:
                 prepared.append(result)
-        return len(self._store(status, prepared, "encrypt" if current else "restore"))
+        return len(self._store(status, prepared, "encrypt" if current else "restore", report))

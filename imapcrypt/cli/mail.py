@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 class TerminalEvents:
     """Shows engine progress on a terminal: a redrawn bar on a TTY, a line every few seconds otherwise."""
 
-    def __init__(self, stream: TextIO = sys.stderr, every: float = 5.0) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream: TextIO | None = None, every: float = 5.0) -> None:
+        self.stream = stream or sys.stderr  # looked up now, not at import: it may have been replaced
+        self.tty = self.stream.isatty()
         self.every = every
         self._last = 0.0
 
@@ -112,6 +112,9 @@ def _summary(account: Account, report: FolderReport) -> str:
         f"{report.waiting} waiting" if report.waiting else "",
         f"{report.too_large} over the server's size limit (skipped)" if report.too_large else "",
         f"{report.failed} failed" if report.failed else "",
+        f"{report.unverified} not verified on the server (originals kept; the next run checks again)"
+        if report.unverified
+        else "",
         f"{report.recovered} finished after an interruption" if report.recovered else "",
     ]
     text = ", ".join(p for p in parts if p) or "nothing to do"
@@ -127,7 +130,7 @@ def _encrypt(args: argparse.Namespace, backlog: bool) -> int:
             for folder in _folders(account, getattr(args, "folder", None)):
                 report = opened.engine.encrypt_folder(folder, backlog=backlog, dry_run=args.dry_run)
                 print(_summary(account, report))
-                failures += report.failed
+                failures += report.failed + report.unverified
     return 1 if failures else 0
 
 
@@ -196,7 +199,7 @@ def _rewrite(args: argparse.Namespace, reencrypt: bool) -> int:
                 engine = opened.engine
                 report = (engine.reencrypt_folder if reencrypt else engine.restore_folder)(folder, passphrase)
                 print(_summary(account, report))
-                failures += report.failed
+                failures += report.failed + report.unverified
     return 1 if failures else 0
 
 

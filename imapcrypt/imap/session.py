@@ -37,6 +37,12 @@ ALL_MAIL = b"\\All"
 
 APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([\d:,]+)\]", re.IGNORECASE)
 THROTTLE_PAUSES = (30.0, 120.0, 300.0)
+# How long a message this session stored may take to show up in its own FETCH answers (Courier shows
+# it only after a NOOP; RFC 3501 §6.3.11 allows that) before it counts as missing.
+SETTLE_SECONDS = 5.0
+SETTLE_PAUSES = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)  # between NOOPs; the last repeats until the deadline
+# How a server refuses a keyword it will not store (GNU Mailutils: "BAD APPEND Unrecognized flag").
+KEYWORD_REFUSALS = (b"UNRECOGNIZED FLAG", b"[CANNOT]", b"INVALID FLAG", b"BAD FLAG")
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,11 @@ def _bytes(value: object) -> bytes:
     return value
 
 
+def refuses_keywords(server_said: str) -> bool:
+    """Whether a refused APPEND's answer says the server will not store a keyword it was given."""
+    return any(word in server_said.upper().encode("utf-8", "replace") for word in KEYWORD_REFUSALS)
+
+
 class Session:
     """A logged-in IMAP connection to one account."""
 
@@ -174,6 +185,10 @@ class Session:
         self.sleep: Callable[[float], None] = time.sleep
         self.throttle_pauses: Sequence[float] = THROTTLE_PAUSES
         self.throttle_waits = 0  # how often a throttled command was retried (for reports and tests)
+        self.settle_seconds = SETTLE_SECONDS
+        self.settle_noops = 0  # NOOPs sent so that late-showing messages appear (for reports and tests)
+        # Set once `UID SEARCH UID n:*` was seen to answer nothing on a non-empty folder (Mailutils).
+        self.uid_range_search_broken = False
         self._slot_held = False
         bound_literals(client, literal_limit(account))
 
@@ -356,10 +371,22 @@ class Session:
             }
 
     def uids_above(self, uid: int) -> list[int]:
-        """UIDs greater than `uid` in the selected folder, ascending."""
-        found = self._call("SEARCH", lambda: self.client.search(["UID", f"{uid + 1}:*"]))
-        # "n:*" always matches the highest UID even when it is below n (RFC 3501 §6.4.8).
-        return sorted(u for u in found if u > uid)
+        """UIDs greater than `uid` in the selected folder, ascending.
+
+        `UID SEARCH UID n:*` matches at least the highest UID of any non-empty folder (RFC 3501
+        §6.4.8), so an empty answer is confirmed with `UID SEARCH ALL`: GNU Mailutils answers every
+        `n:*` with nothing, and a server that does is asked with ALL from then on.
+        """
+        if not self.uid_range_search_broken:
+            found = self._call("SEARCH", lambda: self.client.search(["UID", f"{uid + 1}:*"]))
+            if found:
+                # "n:*" always matches the highest UID even when it is below n (RFC 3501 §6.4.8).
+                return sorted(u for u in found if u > uid)
+        every = self._call("SEARCH", lambda: self.client.search(["ALL"]))
+        if every and not self.uid_range_search_broken:
+            self.uid_range_search_broken = True
+            log.warning("%s: UID SEARCH of a UID range answers nothing; searching ALL instead", self.host)
+        return sorted(u for u in every if u > uid)
 
     def search(self, criteria: Sequence[str | int]) -> list[int]:
         """UIDs matching raw SEARCH `criteria` (e.g. ["OR", "X-GM-MSGID", 1, "X-GM-MSGID", 2])."""
@@ -394,6 +421,28 @@ class Session:
                 )
         return result
 
+    def fetch_info_settled(self, uids: Sequence[int], header_fields: Sequence[str]) -> dict[int, MessageInfo]:
+        """`fetch_info`, giving the server until `settle_seconds` to show UIDs missing from its answer.
+
+        Some servers (Courier) show a session the message it just APPENDed only after a NOOP (RFC 3501
+        §6.3.11): a missing UID is asked for again after each NOOP, with growing pauses, and counts as
+        missing only when the deadline passes. Nothing waits when every UID is there at once.
+        """
+        found = self.fetch_info(uids, header_fields)
+        deadline = time.monotonic() + self.settle_seconds
+        pauses = iter(SETTLE_PAUSES)
+        while len(found) < len(set(uids)) and time.monotonic() < deadline:
+            self.sleep(min(next(pauses, SETTLE_PAUSES[-1]), max(deadline - time.monotonic(), 0.0)))
+            self.settle()
+            found |= self.fetch_info([u for u in uids if u not in found], header_fields)
+        return found
+
+    def settle(self) -> None:
+        """A NOOP, so that the server reports messages stored since it last told this session
+        (RFC 3501 §6.1.2: NOOP is how a client asks for pending EXISTS and EXPUNGE responses)."""
+        self.settle_noops += 1
+        self.noop()
+
     def fetch_bodies(self, uids: Sequence[int]) -> dict[int, bytes]:
         """The exact bytes of `uids` (BODY.PEEK[] never sets \\Seen); vanished UIDs are absent."""
         if not uids:
@@ -406,7 +455,17 @@ class Session:
         """Store `message` with `flags` and INTERNALDATE `when`; the new UID when the server says it."""
         kept = tuple(f for f in flags if f.lower() != b"\\recent")
         real = self.resolve_folder(folder)
-        response = self._call("APPEND", lambda: self.client.append(real, message, kept, when))
+        try:
+            response = self._call("APPEND", lambda: self.client.append(real, message, kept, when))
+        except ServerError as exc:
+            system = tuple(f for f in kept if f.startswith(b"\\"))
+            if system == kept or not refuses_keywords(exc.message):
+                raise
+            # GNU Mailutils refuses any keyword in APPEND: store the message with its system flags
+            # rather than not at all, and say which keywords it lost (names only, never the message).
+            dropped = b" ".join(f for f in kept if f not in system).decode("ascii", "replace")
+            log.warning("%s: APPEND refused keywords; stored without %s", self.host, dropped)
+            response = self._call("APPEND", lambda: self.client.append(real, message, system, when))
         uids = self._appended_uids(response, 1)
         return uids[0] if uids else None
 

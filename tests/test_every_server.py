@@ -1,0 +1,325 @@
+"""imapcrypt on every real server of the suite (issue 14): Dovecot, Cyrus, Courier-IMAP, GNU Mailutils.
+
+On each server that stores messages as sent (Dovecot, Cyrus, Courier): backlog encrypts every original
+exactly once, with its flags and date, leaves nothing readable in the folder, and restore gives the
+original bytes back; a connection cut at any command of a run (or of a restore) loses and duplicates
+nothing. Mailutils stores messages changed (mbox headers), so no copy can be proven there: imapcrypt must
+find its mail, say why it cannot encrypt it, and leave every message exactly once as plaintext.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from imapcrypt.cli.main import main
+from imapcrypt.engine import ServerAltersMessages
+from imapcrypt.errors import TransientError
+from imapcrypt.imap import session as session_module
+from imapcrypt.message import envelope
+from imapcrypt.wiring import open_journal
+from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
+from tests.fixtures.engine import Rig, assert_exactly_once, make_rig
+from tests.fixtures.faults import cut_at_every_command, encrypt_inbox
+from tests.fixtures.gnupg_home import GnupgHome
+from tests.fixtures.mailbox import Mailbox
+from tests.fixtures.proxy import FaultProxy
+from tests.fixtures.servers import LoggingServer
+
+# The servers that store a message as sent, so that a copy can be proven and the original deleted.
+# `cyrus_immediate` is Cyrus with `expunge_mode: immediate`; Debian's default (`cyrus`, delayed) keeps
+# expunged originals on disk: test_cyrus_delayed_expunge_keeps_the_plaintext_originals pins that.
+EXACT_SERVERS = ("dovecot", "cyrus_immediate", "courier")
+SEEDS = varied_seeds(6, seed=11)
+FAULT_COMMANDS = ("UID FETCH", "APPEND", "UID STORE", "UID EXPUNGE", "UID SEARCH", "EXPUNGE", "STORE", "NOOP")
+
+
+@pytest.fixture(params=EXACT_SERVERS)
+def exact_server(request: pytest.FixtureRequest) -> LoggingServer:
+    """Each server that stores messages byte for byte, in turn."""
+    server: LoggingServer = request.getfixturevalue(request.param)
+    return server
+
+
+@pytest.fixture
+def rig_at(
+    mailbox_on_server: Callable[[LoggingServer], Mailbox], gnupg_home: GnupgHome, tmp_path: Path
+) -> Callable[[LoggingServer], Rig]:
+    """Make a rig (engine, journal, key) on a fresh account of a given server."""
+    return lambda server: make_rig(mailbox_on_server(server), gnupg_home, tmp_path)
+
+
+def _all_encrypted(rig: Rig) -> bool:
+    return all(envelope.classify(m.body) is envelope.Kind.OURS for m in rig.mailbox.state())
+
+
+def _message_files(server: LoggingServer, user: str) -> set[Path]:
+    """Every file on the server's disk that holds one of the user's messages (on Cyrus, whose spool
+    is laid out by mailbox UUID, every user's: tests take the difference from before)."""
+    if hasattr(server, "spool"):  # Cyrus: "<uid>." files
+        return {p for p in server.spool.rglob("*.") if p.name[:-1].isdigit()}
+    maildir: Path = server.maildir(user)  # type: ignore[attr-defined]  # Dovecot and Courier
+    return {p for p in maildir.rglob("*") if p.is_file() and p.parent.name in ("cur", "new")}
+
+
+def _readable(files: set[Path]) -> list[Path]:
+    """The files among `files` in which a seed's subject or body can be read."""
+    if not files:
+        return []
+    found = subprocess.run(
+        ["grep", "-l", "-e", SUBJECT_MARK, "-e", BODY_MARK, *map(str, files)],
+        capture_output=True,
+        check=False,
+    )
+    return [Path(line) for line in found.stdout.decode().splitlines()]
+
+
+# --- end to end ---------------------------------------------------------------------------------------
+
+
+def test_backlog_encrypts_everything_once_and_restore_gives_the_bytes_back(
+    exact_server: LoggingServer, rig_at: Callable[[LoggingServer], Rig]
+) -> None:
+    rig = rig_at(exact_server)
+    seeds = varied_seeds(12, seed=4, large_every=6, large_size=200_000)
+    others = _message_files(exact_server, rig.mailbox.user)
+    rig.mailbox.seed(seeds)
+
+    with rig.engine() as engine:
+        report = engine.encrypt_folder("INBOX", backlog=True)
+    assert (report.encrypted, report.failed, report.unverified) == (12, 0, 0)
+    assert _all_encrypted(rig)
+    assert_exactly_once(rig, seeds)
+    files = _message_files(exact_server, rig.mailbox.user) - others
+    assert len(files) == 12
+    assert _readable(files) == [], "plaintext left on the server's disk"
+
+    with rig.engine() as engine:
+        restored = engine.restore_folder("INBOX")
+    assert (restored.restored, restored.failed, restored.unverified) == (12, 0, 0)
+    assert sorted(m.body for m in rig.mailbox.state()) == sorted(s.raw for s in seeds)
+    assert_exactly_once(rig, seeds)
+
+
+def test_the_cli_backlog_exits_0_and_restore_too(
+    exact_server: LoggingServer, rig_at: Callable[[LoggingServer], Rig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rig = rig_at(exact_server)
+    rig.mailbox.seed(SEEDS)
+    config = str(rig.write_config())
+
+    assert main(["--config", config, "backlog"]) == 0
+    assert "6 encrypted" in capsys.readouterr().out
+    assert main(["--config", config, "restore"]) == 0
+    assert "6 restored" in capsys.readouterr().out
+    assert_exactly_once(rig, SEEDS)
+
+
+def test_cyrus_delayed_expunge_keeps_the_plaintext_originals(
+    cyrus: LoggingServer, rig_at: Callable[[LoggingServer], Rig]
+) -> None:
+    """What docs/providers.md tells Fastmail users: the folder is encrypted, the spool is not (yet)."""
+    rig = rig_at(cyrus)
+    others = _message_files(cyrus, rig.mailbox.user)
+    rig.mailbox.seed(SEEDS)
+    with rig.engine() as engine:
+        assert engine.encrypt_folder("INBOX", backlog=True).encrypted == len(SEEDS)
+    assert_exactly_once(rig, SEEDS)
+    assert _all_encrypted(rig)
+    assert len(_readable(_message_files(cyrus, rig.mailbox.user) - others)) == len(SEEDS)
+    assert cyrus.unexpunge_list(rig.mailbox.user).count("UID:") == len(SEEDS)  # type: ignore[attr-defined]
+
+
+# --- Courier: an APPEND shows late -------------------------------------------------------------------
+
+
+def test_courier_copies_are_verified_after_a_noop(
+    courier: LoggingServer, rig_at: Callable[[LoggingServer], Rig]
+) -> None:
+    rig = rig_at(courier).with_policy(batch_size=3)
+    rig.mailbox.seed(SEEDS)
+    with rig.engine() as engine:
+        report = engine.encrypt_folder("INBOX", backlog=True)
+        noops = engine.session.settle_noops
+    assert (report.encrypted, report.unverified, report.recovered) == (6, 0, 0)
+    assert 1 <= noops <= 2 * len(SEEDS)  # one NOOP per batch does it; never a wait per message
+    assert_exactly_once(rig, SEEDS)
+
+
+def test_copies_left_unverified_fail_the_cli_and_show_in_status(
+    courier: LoggingServer,
+    rig_at: Callable[[LoggingServer], Rig],
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without any patience for a late APPEND (the old behaviour) Courier's copies stay unproven: that
+    is a failure (exit 1, said in the summary and in `status`), never "nothing to do"."""
+    rig = rig_at(courier)
+    rig.mailbox.seed(SEEDS)
+    config = str(rig.write_config())
+    monkeypatch.setattr(session_module, "SETTLE_SECONDS", 0.0)
+
+    assert main(["--config", config, "backlog"]) == 1
+    captured = capfd.readouterr()
+    assert "6 not verified on the server (originals kept" in captured.out
+    assert "nothing to do" not in captured.out
+    assert captured.err.count("could not be verified") == 6
+    assert main(["--config", config, "status"]) == 0
+    assert "6 copies could not be verified" in capfd.readouterr().out
+    with open_journal(rig.config(), rig.account) as journal:
+        assert len(journal.pending("INBOX")) == 6
+
+    monkeypatch.undo()  # the next run, patient again, proves the copies and finishes
+    assert main(["--config", config, "run", "--once"]) == 0
+    assert "6 finished after an interruption" in capfd.readouterr().out
+    assert_exactly_once(rig, SEEDS)
+    assert _all_encrypted(rig)
+    assert main(["--config", config, "status"]) == 0
+    assert "could not be verified" not in capfd.readouterr().out
+
+
+# --- faults on every server --------------------------------------------------------------------------
+
+
+def _commands_of_clean_run(rig: Rig, proxy: FaultProxy) -> dict[str, int]:
+    rig.mailbox.seed(SEEDS)
+    proxy.reset_counts()
+    encrypt_inbox(rig.at_port(proxy.port))
+    assert _all_encrypted(rig)
+    return {name: n for name, n in proxy.counts().items() if name in FAULT_COMMANDS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["after", "before"])
+def test_a_cut_at_every_command_loses_and_duplicates_nothing(
+    mode: str,
+    exact_server: LoggingServer,
+    rig_at: Callable[[LoggingServer], Rig],
+    fault_proxy_factory: Callable[[int], FaultProxy],
+    record_property: Callable[[str, object], None],
+) -> None:
+    proxy = fault_proxy_factory(exact_server.port)
+    fresh = lambda: rig_at(exact_server).with_policy(batch_size=3)  # noqa: E731 - a factory, named for reading
+    counts = _commands_of_clean_run(fresh(), proxy)
+    assert counts.get("APPEND", 0) >= 1
+
+    def check(rig: Rig, _uids: list[int], what: str) -> None:
+        assert_exactly_once(rig, SEEDS)
+        assert _all_encrypted(rig), f"not all encrypted after {what}"
+
+    injected = cut_at_every_command(proxy, counts, mode, fresh, lambda r: r.mailbox.seed(SEEDS), check)
+    assert injected >= sum(counts.values())
+    record_property("faults_injected", injected)
+
+
+@pytest.mark.slow
+def test_a_cut_during_restore_loses_and_duplicates_nothing(
+    exact_server: LoggingServer,
+    rig_at: Callable[[LoggingServer], Rig],
+    fault_proxy_factory: Callable[[int], FaultProxy],
+) -> None:
+    rig = rig_at(exact_server)
+    rig.mailbox.seed(SEEDS)
+    proxy = fault_proxy_factory(exact_server.port)
+    for command in ("APPEND", "UID STORE", "UID EXPUNGE"):
+        with rig.engine() as engine:
+            engine.encrypt_folder("INBOX", backlog=True)
+        assert _all_encrypted(rig)
+        proxy.cut_after(command, 1)
+        with pytest.raises(TransientError), rig.at_port(proxy.port).engine() as engine:
+            engine.restore_folder("INBOX")
+        with rig.engine() as engine:  # the recovery run finds the restored copies by content
+            assert engine.open_folder("INBOX")[1] > 0
+        assert_exactly_once(rig, SEEDS)
+        with rig.engine() as engine:
+            engine.restore_folder("INBOX")
+        assert sorted(m.body for m in rig.mailbox.state()) == sorted(s.raw for s in SEEDS)
+
+
+# --- GNU Mailutils: broken searches, refused keywords, changed messages, UIDVALIDITY churn -----------
+
+
+def _without_keywords(seeds: list[Seed]) -> list[Seed]:
+    """Mailutils refuses keywords in APPEND: the seeds as it can take them."""
+    return [replace(s, flags=tuple(f for f in s.flags if f.startswith(b"\\"))) for s in seeds]
+
+
+MBOX_HEADERS = (b"X-IMAPbase:", b"X-UID:", b"Status:", b"X-Status:", b"X-Keywords:")
+
+
+def _as_sent(body: bytes) -> bytes:
+    """A message Mailutils gives back, without the bookkeeping headers its mbox adds."""
+    head, sep, rest = body.partition(b"\r\n\r\n")
+    lines = [line for line in head.split(b"\r\n") if not line.startswith(MBOX_HEADERS)]
+    return b"\r\n".join(lines) + sep + rest
+
+
+def _plaintext_once(rig: Rig, seeds: list[Seed]) -> None:
+    """Every seed is in INBOX exactly once, as plaintext, and nothing else is."""
+    state = rig.mailbox.state()
+    assert sorted(_as_sent(m.body) for m in state) == sorted(s.raw for s in seeds)
+    assert sorted(m.internaldate for m in state) == sorted(s.when for s in seeds)
+
+
+def test_mailutils_mail_is_found_though_uid_range_searches_answer_nothing(
+    mailutils: LoggingServer, rig_at: Callable[[LoggingServer], Rig]
+) -> None:
+    rig = rig_at(mailutils)
+    seeds = _without_keywords(SEEDS)
+    rig.mailbox.seed(seeds)
+    with rig.engine() as engine:
+        engine.open_folder("INBOX")
+        assert len(engine.session.uids_above(0)) == len(seeds)
+        assert engine.session.uid_range_search_broken
+        assert len(engine.session.uids_above(2)) == len(seeds) - 2
+        report = engine.encrypt_folder("INBOX", dry_run=True)
+    assert report.would_encrypt == len(seeds)
+
+
+def test_mailutils_append_drops_only_the_refused_keywords(
+    mailutils: LoggingServer, rig_at: Callable[[LoggingServer], Rig], caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = rig_at(mailutils)
+    when = dt.datetime(2020, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    with rig.engine() as engine:
+        engine.session.append("INBOX", SEEDS[0].raw, (b"\\Seen", b"$Label1", b"work"), when)
+    [stored] = rig.mailbox.state()
+    assert stored.flags == {b"\\Seen"}
+    assert stored.internaldate == when
+    assert "stored without $Label1 work" in caplog.text
+
+
+def test_mailutils_changes_stored_mail_so_nothing_is_deleted_and_the_cli_says_why(
+    mailutils: LoggingServer, rig_at: Callable[[LoggingServer], Rig], capfd: pytest.CaptureFixture[str]
+) -> None:
+    rig = rig_at(mailutils)
+    seeds = _without_keywords(SEEDS)
+    rig.mailbox.seed(seeds)
+    config = str(rig.write_config())
+
+    for _ in range(2):  # a second run must not pile up copies either
+        assert main(["--config", config, "backlog"]) == ServerAltersMessages.exit_code
+        assert "changes the messages it stores" in capfd.readouterr().err
+        _plaintext_once(rig, seeds)
+    with open_journal(rig.config(), rig.account) as journal:
+        assert "changes the messages it stores" in (journal.folder("INBOX").last_error or "")
+
+
+def test_mailutils_uidvalidity_churn_on_an_empty_folder_duplicates_nothing(
+    mailutils: LoggingServer, rig_at: Callable[[LoggingServer], Rig]
+) -> None:
+    """An empty mbox gets a new UIDVALIDITY each session: runs over it, then mail, then a run."""
+    rig = rig_at(mailutils)
+    for _ in range(2):
+        with rig.engine() as engine:
+            assert engine.encrypt_folder("INBOX").candidates == 0
+    seeds = _without_keywords(SEEDS[:2])
+    rig.mailbox.seed(seeds)
+    with rig.engine() as engine, pytest.raises(ServerAltersMessages):
+        engine.encrypt_folder("INBOX")
+    _plaintext_once(rig, seeds)
