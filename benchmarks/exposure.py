@@ -1,11 +1,14 @@
 """Exposure window: how long a new message sits on the server in plaintext while the daemon watches.
 
-Starts a Dovecot and a GnuPG home, runs an `AccountWorker` (the daemon) on a fresh account, and from
-another connection APPENDs messages at random intervals. For each, the time from the APPEND's OK to
-the moment the daemon expunged the plaintext (its `on_message_done` event) is the exposure. Prints
-p50/p90/p99/max beside Dovecot's own IDLE notification floor (~0.5 s).
+Starts a server (Dovecot, or Cyrus or Courier unpacked as in the tests) and a GnuPG home, runs an
+`AccountWorker` (the daemon) on a fresh account, and from another connection APPENDs messages at
+random intervals. For each, the time from the APPEND's OK to the moment the daemon expunged the
+plaintext (its `on_message_done` event) is the exposure. Prints p50/p90/p99/max beside Dovecot's own
+IDLE notification floor (~0.5 s). Cyrus (without idled) and Courier (without FAM) push IDLE news only
+every 60 s: `--idle-noop 0` shows that, the default shows the daemon's NOOP poll (idle_noop_seconds).
 
-    .venv/bin/python -m benchmarks.exposure [--messages 60] [--max-gap 1.0]
+    .venv/bin/python -m benchmarks.exposure [--server dovecot|cyrus|courier] [--messages 60]
+                                            [--max-gap 1.0] [--idle-noop 5]
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
@@ -29,11 +34,28 @@ from imapcrypt.errors import ImapcryptError
 from imapcrypt.events import MessageDone, Progress
 from imapcrypt.imap.session import parse_appenduid
 from tests.fixtures.corpus import make_message
+from tests.fixtures.courier import start_courier
+from tests.fixtures.cyrus import start_cyrus
 from tests.fixtures.dovecot import start_dovecot
 from tests.fixtures.engine import make_rig
 from tests.fixtures.gnupg_home import make_gnupg_home, remove_gnupg_home
 from tests.fixtures.mailbox import Mailbox
 from tests.fixtures.waiting import wait_for
+
+SERVERS: dict[str, Callable[[], Stoppable]] = {
+    "dovecot": start_dovecot,
+    "cyrus": start_cyrus,
+    "courier": start_courier,
+}
+
+
+class Stoppable(Protocol):
+    """A test server the benchmark can use: a port, fresh users, and a stop."""
+
+    port: int
+
+    def new_user(self) -> tuple[str, str]: ...
+    def stop(self) -> None: ...
 
 
 class Timer:
@@ -74,14 +96,19 @@ def main() -> None:
     )
     parser.add_argument("--messages", type=int, default=60)
     parser.add_argument("--max-gap", type=float, default=1.0, help="longest pause between two APPENDs (s)")
+    parser.add_argument("--server", choices=sorted(SERVERS), default="dovecot")
+    parser.add_argument(
+        "--idle-noop", type=float, default=5.0, help="the account's idle_noop_seconds (0: IDLE alone)"
+    )
     args = parser.parse_args()
-    server = start_dovecot()
+    server = SERVERS[args.server]()
     home = make_gnupg_home()
     scratch = Path(tempfile.mkdtemp(prefix="imapcrypt-exposure-"))
     rng = random.Random(1)  # arrival times, not secrets
     try:
         user, password = server.new_user()
         rig = make_rig(Mailbox(server, user, password), home, scratch)
+        rig = rig.with_policy(idle_noop_seconds=args.idle_noop)
         timer = Timer()
         worker = AccountWorker(rig.config(), rig.account, timer)
         thread = threading.Thread(target=worker.run, daemon=True)
@@ -95,11 +122,14 @@ def main() -> None:
             response = client.append("INBOX", make_message(index, rng))
             appended[parse_appenduid(response, 1)[0]] = time.perf_counter()
         client.logout()
-        wait_for(lambda: len(timer.replaced) >= len(appended), timeout=60, what="every message replaced")
+        wait_for(lambda: len(timer.replaced) >= len(appended), timeout=180, what="every message replaced")
         worker.stop()
         thread.join(30)
         exposure = [timer.replaced[uid] - at for uid, at in appended.items()]
-        print(f"{len(exposure)} messages, gaps 0.05-{args.max_gap:g} s, Dovecot IDLE floor ~0.51 s")
+        print(
+            f"{args.server}, idle_noop_seconds {args.idle_noop:g}: {len(exposure)} messages, "
+            f"gaps 0.05-{args.max_gap:g} s, Dovecot IDLE floor ~0.51 s"
+        )
         print(
             "exposure s: "
             f"p50 {percentile(exposure, 0.5):.3f}  p90 {percentile(exposure, 0.9):.3f}  "
@@ -110,7 +140,7 @@ def main() -> None:
     finally:
         server.stop()
         remove_gnupg_home(home)
-        shutil.rmtree(server.root, ignore_errors=True)
+        shutil.rmtree(getattr(server, "root", scratch), ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -128,10 +128,11 @@ class FolderWatcher:
         try:
             session = open_session(self.account)
             session.examine(self.folder)
+            # Leaving IDLE for a NOOP every idle_noop_seconds bounds the wait on a server that
+            # pushes late; the NOOP reports what IDLE did not (yet).
+            refresh = min(IDLE_REFRESH_SECONDS, self.account.idle_noop_seconds or IDLE_REFRESH_SECONDS)
             while not self._stop.is_set():
-                if session.idle_until_change(
-                    self._stop.is_set, self._ready.set, IDLE_REFRESH_SECONDS, IDLE_CHECK_SECONDS
-                ):
+                if session.idle_until_change(self._stop.is_set, self._ready.set, refresh, IDLE_CHECK_SECONDS):
                     self.changed(self.folder)
         except BaseException as exc:  # reported through `failure`; the worker reconnects
             self.failure = exc

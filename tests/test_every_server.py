@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -18,11 +20,14 @@ from pathlib import Path
 import pytest
 
 from imapcrypt.cli.main import main
+from imapcrypt.daemon import AccountWorker, WorkerState
+from imapcrypt.doctor.probe import probe_checks
+from imapcrypt.doctor.provider import provider_check
 from imapcrypt.engine import ServerAltersMessages
 from imapcrypt.errors import TransientError
 from imapcrypt.imap import session as session_module
 from imapcrypt.message import envelope
-from imapcrypt.wiring import open_journal
+from imapcrypt.wiring import open_journal, open_session
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig
 from tests.fixtures.faults import cut_at_every_command, encrypt_inbox
@@ -30,6 +35,7 @@ from tests.fixtures.gnupg_home import GnupgHome
 from tests.fixtures.mailbox import Mailbox
 from tests.fixtures.proxy import FaultProxy
 from tests.fixtures.servers import LoggingServer
+from tests.fixtures.waiting import wait_for
 
 # The servers that store a message as sent, so that a copy can be proven and the original deleted.
 # `cyrus_immediate` is Cyrus with `expunge_mode: immediate`; Debian's default (`cyrus`, delayed) keeps
@@ -323,3 +329,83 @@ def test_mailutils_uidvalidity_churn_on_an_empty_folder_duplicates_nothing(
     with rig.engine() as engine, pytest.raises(ServerAltersMessages):
         engine.encrypt_folder("INBOX")
     _plaintext_once(rig, seeds)
+
+
+# --- doctor on every server: the push delay, stored as sent, what the provider keeps ------------------
+
+
+@pytest.mark.parametrize("name", ["dovecot", "cyrus", "courier", "mailutils"])
+def test_doctor_measures_the_server_in_a_scratch_folder_and_leaves_nothing(
+    name: str, request: pytest.FixtureRequest, rig_at: Callable[[LoggingServer], Rig]
+) -> None:
+    rig = rig_at(request.getfixturevalue(name))
+    seeds = _without_keywords(SEEDS[:1])
+    rig.mailbox.seed(seeds)
+    before = rig.mailbox.state()
+    session = open_session(rig.account)
+    try:
+        checks = {
+            c.name: c for c in probe_checks(rig.account, session, lambda: open_session(rig.account), 2.0)
+        }
+        provider = provider_check(session)
+    finally:
+        session.logout()
+
+    push = checks["push delay"]
+    if name == "dovecot":  # pushes at once
+        assert push.status == "OK"
+        assert "IDLE pushed new mail after 0." in push.detail
+    else:  # Cyrus without idled, Courier without FAM, Mailutils: IDLE polls every 30-60 s
+        assert "did not push new mail within 2s" in push.detail
+        assert "NOOP every 5s" in push.detail
+    stored = checks["stored as sent"]
+    assert stored.status == ("FAIL" if name == "mailutils" else "OK"), stored.detail
+    if name == "courier":
+        assert "only after a NOOP" in checks["own APPEND"].detail
+    elif name != "mailutils":  # no APPENDUID there: the check is left out
+        assert "visible at once" in checks["own APPEND"].detail
+    assert provider.status == ("WARN" if name == "cyrus" else "OK")
+    assert {"dovecot": "Dovecot", "cyrus": "Cyrus", "courier": "Courier"}.get(
+        name, "unknown"
+    ) in provider.detail
+    with rig.mailbox.client() as client:
+        assert [folder for _, _, folder in client.list_folders() if "imapcrypt-doctor" in folder] == []
+    assert rig.mailbox.state() == before
+
+
+def test_the_daemon_hears_of_new_mail_by_noop_where_idle_pushes_late(
+    cyrus: LoggingServer, rig_at: Callable[[LoggingServer], Rig]
+) -> None:
+    """Cyrus without idled pushes every 60 s: the watcher's NOOP every idle_noop_seconds finds the
+    mail first (an IDLE-only watcher would leave it plaintext for up to a minute)."""
+    rig = rig_at(cyrus).with_policy(idle_noop_seconds=1.0)
+    worker = AccountWorker(rig.config(), rig.account, _Quiet())
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: worker.state is WorkerState.IDLE, timeout=30, what="the daemon idle")
+        rig.mailbox.seed(SEEDS[:1])
+        started = time.monotonic()
+        wait_for(lambda: _all_encrypted(rig) and rig.mailbox.state(), timeout=20, what="the mail encrypted")
+        assert time.monotonic() - started < 10
+        assert worker.notifications >= 1
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert_exactly_once(rig, SEEDS[:1])
+
+
+class _Quiet:
+    """Daemon events nobody needs to see."""
+
+    def on_progress(self, progress: object) -> None:
+        """Ignored."""
+
+    def on_message_done(self, done: object) -> None:
+        """Ignored."""
+
+    def on_error(self, error: object) -> None:
+        """Ignored."""
+
+    def on_state(self, change: object) -> None:
+        """Ignored."""

@@ -110,7 +110,7 @@ def render_all() -> None:  # noqa: PLR0915 - one sample scene after another
         Check("login", "OK", "logged in as me@example.org"),
         Check("UIDPLUS", "OK", "UID EXPUNGE deletes exactly the replaced message"),
         Check("MOVE", "OK", "messages change folder atomically"),
-        Check("IDLE", "OK", "new mail is handled within seconds"),
+        Check("IDLE", "OK", "the server pushes new mail (how fast: see push delay)"),
         Check("MULTIAPPEND/LITERAL+", "OK", "a batch of copies is stored in one round trip"),
         Check("password storage", "OK", "the password will be kept in the OS keyring"),
     )

@@ -70,6 +70,9 @@ class Account:
     outer_headers: tuple[str, ...] = DEFAULT_OUTER_HEADERS
     ca_file: Path | None = None
     poll_seconds: float = 60.0
+    # A NOOP on each IDLE connection this often (0: IDLE alone): servers whose IDLE pushes late (Cyrus
+    # without idled: every 60 s; Courier without FAM) report new mail on NOOP (RFC 3501 §6.1.2).
+    idle_noop_seconds: float = 5.0
     batch_size: int = 50
     workers: int = 0  # 0: one per CPU core, at most 4
     encrypt_encrypted: bool = False  # also wrap mail the sender already encrypted
@@ -134,6 +137,7 @@ _ACCOUNT_TYPES: dict[str, tuple[type, ...]] = {
     "outer_headers": (list,),
     "ca_file": (str,),
     "poll_seconds": (int, float),
+    "idle_noop_seconds": (int, float),
     "batch_size": (int,),
     "workers": (int,),
     "encrypt_encrypted": (bool,),
@@ -235,12 +239,14 @@ def _check_account(account: Account, path: Path, where: str) -> None:
     if (
         account.grace_minutes < 0
         or account.poll_seconds <= 0
+        or account.idle_noop_seconds < 0
         or account.batch_size < 1
         or account.workers < 0
     ):
         raise ConfigError(
-            f"{path}: {where} grace_minutes, poll_seconds, batch_size or workers is out of range",
-            "use grace_minutes >= 0, poll_seconds > 0, batch_size >= 1, workers >= 0",
+            f"{path}: {where} grace_minutes, poll_seconds, idle_noop_seconds, batch_size or workers is "
+            "out of range",
+            "use grace_minutes >= 0, poll_seconds > 0, idle_noop_seconds >= 0, batch_size >= 1, workers >= 0",
         )
     if account.max_message_mb < 1:
         raise ConfigError(f"{path}: {where} max_message_mb is out of range", "use max_message_mb >= 1")

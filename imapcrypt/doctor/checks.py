@@ -4,8 +4,10 @@ Per account: the server is reachable, its TLS certificate (subject, issuer, expi
 the login works, which capabilities it offers and what their absence costs, the folders exist, the
 recipient keys are healthy and passed the self-test, the journal is sound. Once: which gpg runs
 (path and version) and the OS keyring.
-Nothing is changed anywhere; the server sees a login, a CAPABILITY and LISTs. On Gmail also a read of
-labels, and a probe message put into Trash and deleted at once (imapcrypt/gmail_doctor.py).
+Nothing the user has is changed: the server sees a login, CAPABILITY, ID and LISTs, and a probe message
+in a scratch folder that the check creates and deletes (doctor/probe.py: push delay, stored as sent).
+On Gmail instead a read of labels, and a probe message put into Trash and deleted at once
+(doctor/gmail.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from cryptography import x509
 from imapcrypt.config.model import Account, Config
 from imapcrypt.doctor.check import Check
 from imapcrypt.doctor.gmail import gmail_checks
+from imapcrypt.doctor.probe import probe_checks
+from imapcrypt.doctor.provider import provider_check
 from imapcrypt.errors import CredentialsError, ImapcryptError, TlsError
 from imapcrypt.imap.connect import certificate_fingerprint, connect, peer_certificate, unreachable
 from imapcrypt.imap.removers import uses_gmail
@@ -110,6 +114,9 @@ def _server_checks(account: Account, password: Callable[[], str] | None, now: dt
         checks.append(Check("login", "OK", f"logged in as {account.username}"))
         checks += _capability_checks(account, session)
         checks += _folder_checks(account, session)
+        checks.append(provider_check(session))
+        if not uses_gmail(session, account.profile):  # Gmail has its own probe (doctor/gmail.py)
+            checks += probe_checks(account, session, lambda: connect(account, secret, token))
     except ImapcryptError as exc:
         checks.append(Check("server", "FAIL", exc.message, exc.fix))
     finally:
@@ -154,7 +161,7 @@ def _capability_checks(account: Account, s: Session) -> list[Check]:
             )
         )
     checks.append(
-        Check("IDLE", "OK", "new mail is handled within seconds")
+        Check("IDLE", "OK", "the server pushes new mail (how fast: see push delay)")
         if s.can_idle
         else Check("IDLE", "WARN", f"missing: polling every {account.poll_seconds:g}s", "lower poll_seconds")
     )

@@ -189,6 +189,7 @@ class Session:
         self.settle_noops = 0  # NOOPs sent so that late-showing messages appear (for reports and tests)
         # Set once `UID SEARCH UID n:*` was seen to answer nothing on a non-empty folder (Mailutils).
         self.uid_range_search_broken = False
+        self.watched_exists = 0  # the message count of the folder `examine` watches, kept by NOOPs
         self._slot_held = False
         bound_literals(client, literal_limit(account))
 
@@ -278,8 +279,9 @@ class Session:
     def examine(self, folder: str) -> None:
         """Select `folder` read-only: for watching it, where nothing may change it by accident."""
         real = self.resolve_folder(folder)
-        self._call("EXAMINE", lambda: self.client.select_folder(real, readonly=True))
+        response = self._call("EXAMINE", lambda: self.client.select_folder(real, readonly=True))
         self.selected = real
+        self.watched_exists = int(response.get(b"EXISTS", 0))
 
     def idle_until_change(
         self,
@@ -289,9 +291,10 @@ class Session:
         check_seconds: float,
     ) -> bool:
         """IDLE on the selected folder until the server announces new mail (True), or until
-        `refresh_seconds` pass or `stopping()` turns true (False, after a NOOP that proves the
-        connection alive and keeps it so). `idling()` is called once IDLE is in place; `stopping()` is
-        looked at every `check_seconds`. A lost connection raises TransientError.
+        `refresh_seconds` pass or `stopping()` turns true (then a NOOP proves the connection alive
+        and keeps it so; True if that NOOP reports more messages than the folder had). `idling()`
+        is called once IDLE is in place; `stopping()` is looked at every `check_seconds`. A lost
+        connection raises TransientError.
         """
         with translated_errors(self.host, "IDLE"):
             self.client.idle()
@@ -301,6 +304,7 @@ class Session:
             while not stopping() and time.monotonic() - started < refresh_seconds:
                 asked = time.monotonic()
                 responses = self.client.idle_check(timeout=check_seconds)
+                self._exists_grew(responses)  # keeps the known count, so a NOOP does not repeat it
                 if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
                     arrived = True
                     break
@@ -308,10 +312,20 @@ class Session:
                     # imapclient answers a closed connection with an early, empty result instead of
                     # an error: leave IDLE and ask the server, which raises if the connection is gone.
                     break
-            self.client.idle_done()
+            # Servers whose IDLE pushes late (Cyrus without idled) report new mail when IDLE ends
+            # (before its tagged OK) or on the NOOP after it.
+            left = self._exists_grew(self.client.idle_done()[1])
             if not arrived:
-                self.client.noop()
+                arrived = self._exists_grew(self.client.noop()[1]) or left
         return arrived
+
+    def _exists_grew(self, responses: Sequence[Any]) -> bool:
+        """Whether untagged responses announce more messages than the folder had when watched."""
+        counts = [r[0] for r in responses if len(r) > 1 and r[1] == b"EXISTS" and isinstance(r[0], int)]
+        grew = any(count > self.watched_exists for count in counts)
+        if counts:
+            self.watched_exists = counts[-1]
+        return grew
 
     def folder_exists(self, folder: str) -> bool:
         """Whether the folder exists on the server (a special-use name: whether a folder has that use)."""
@@ -542,6 +556,60 @@ class Session:
         if uids:
             real = self.resolve_folder(folder)
             self._call("MOVE", lambda: self.client.move(uids, real))
+
+    # -- what `doctor` asks about the server ----------------------------------------------------------
+    def server_id(self) -> dict[str, str]:
+        """What the server says it is (ID, RFC 2971: name, vendor, version...); {} without ID."""
+        if b"ID" not in self.capabilities:
+            return {}
+        answer = self._call("ID", lambda: self.client.id_({"name": "imapcrypt"})) or ()
+        items = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in answer]
+        return {k.lower(): v for k, v in zip(items[::2], items[1::2], strict=False)}
+
+    @property
+    def greeting(self) -> str:
+        """The server's greeting line (some servers name themselves only there)."""
+        welcome = self.client.welcome
+        return welcome.decode("utf-8", "replace") if isinstance(welcome, bytes) else str(welcome or "")
+
+    def personal_folder(self, name: str) -> str:
+        """`name` as a folder of the personal namespace ("INBOX.name" on Courier), from NAMESPACE."""
+        if b"NAMESPACE" not in self.capabilities:
+            return name
+        personal = self._call("NAMESPACE", self.client.namespace).personal
+        prefix = personal[0][0] if personal else ""
+        prefix = prefix.decode() if isinstance(prefix, bytes) else str(prefix)
+        return name if name.startswith(prefix) else prefix + name
+
+    def create_folder(self, folder: str) -> None:
+        """CREATE `folder` (doctor's scratch folder)."""
+        self._call("CREATE", lambda: self.client.create_folder(folder))
+
+    def delete_folder(self, folder: str) -> None:
+        """DELETE `folder` with everything in it (only ever doctor's own scratch folder)."""
+        if self.selected == folder:
+            self._call("CLOSE", self.client.close_folder)
+            self.selected = None
+        self._call("DELETE", lambda: self.client.delete_folder(folder))
+
+    def wait_for_push(self, seconds: float, idling: Callable[[], None]) -> float | None:
+        """IDLE on the folder `examine` selected, call `idling()` once IDLE is in place, and return
+        the seconds from `idling()`'s return until the server pushed new mail; None if it did not
+        push within `seconds` (then a NOOP proves the connection alive)."""
+        with translated_errors(self.host, "IDLE"):
+            self.client.idle()
+            idling()
+            started = time.monotonic()
+            pushed: float | None = None
+            while pushed is None and time.monotonic() - started < seconds:
+                left = max(seconds - (time.monotonic() - started), 0.01)
+                responses = self.client.idle_check(timeout=min(left, 1.0))
+                if any(len(r) > 1 and r[1] == b"EXISTS" for r in responses):
+                    pushed = time.monotonic() - started
+            self.client.idle_done()
+            if pushed is None:
+                self.client.noop()
+        return pushed
 
     def noop(self) -> None:
         """A round trip that proves the connection is alive."""
