@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 
 from imapcrypt.cli.main import main
+from imapcrypt.config.model import parse_config
 from imapcrypt.daemon import AccountWorker, WorkerState
 from imapcrypt.doctor.probe import probe_checks
 from imapcrypt.doctor.provider import provider_check
 from imapcrypt.engine import ServerAltersMessages
-from imapcrypt.errors import TransientError
+from imapcrypt.errors import ConfigError, TransientError
 from imapcrypt.imap import session as session_module
 from imapcrypt.message import envelope
 from imapcrypt.wiring import open_journal, open_session
@@ -393,6 +394,16 @@ def test_the_daemon_hears_of_new_mail_by_noop_where_idle_pushes_late(
         worker.stop()
         thread.join(30)
     assert_exactly_once(rig, SEEDS[:1])
+
+
+def test_idle_noop_seconds_is_an_account_key(tmp_path: Path) -> None:
+    base = '[[account]]\nname = "a"\nhost = "imap.example.org"\nusername = "me"\nrecipients = ["AAAA"]\n'
+    assert parse_config(base, tmp_path / "c.toml").accounts[0].idle_noop_seconds == 5
+    assert (
+        parse_config(base + "idle_noop_seconds = 0\n", tmp_path / "c.toml").accounts[0].idle_noop_seconds == 0
+    )
+    with pytest.raises(ConfigError, match="idle_noop_seconds"):
+        parse_config(base + "idle_noop_seconds = -1\n", tmp_path / "c.toml")
 
 
 class _Quiet:
