@@ -12,46 +12,27 @@ from collections.abc import Callable
 
 import pytest
 
-from imapcrypt.errors import TransientError
-from imapcrypt.message import envelope
 from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities
 from tests.fixtures.engine import Rig, assert_exactly_once
-from tests.fixtures.faults import backlog_process, cut_at_every_command, encrypt_inbox, kill_backlogs
+from tests.fixtures.faults import (
+    all_encrypted,
+    backlog_process,
+    cut_during_restore,
+    cut_every_command_of_a_run,
+    kill_backlogs,
+)
 from tests.fixtures.proxy import FaultProxy
 
 pytestmark = pytest.mark.slow  # long fault-injection runs: `make test-fast` leaves them out
 
 SEEDS = varied_seeds(6, seed=11)
-# The commands that change or reveal server state, as the proxy names them.
-FAULT_COMMANDS = (
-    "UID FETCH",
-    "APPEND",
-    "UID STORE",
-    "UID EXPUNGE",
-    "UID MOVE",
-    "UID SEARCH",
-    "EXPUNGE",
-    "STORE",
-)
 VARIANTS = {
     "uidplus-multiappend": "",
     "uidplus-single-append": hide_capabilities("MULTIAPPEND"),
     "no-uidplus-with-move": hide_capabilities("UIDPLUS"),
     "no-uidplus-no-move": hide_capabilities("UIDPLUS", "MOVE"),
 }
-
-
-def _all_encrypted(rig: Rig) -> bool:
-    return all(envelope.classify(m.body) is envelope.Kind.OURS for m in rig.mailbox.state())
-
-
-def _commands_of_clean_run(rig: Rig, proxy: FaultProxy) -> dict[str, int]:
-    rig.mailbox.seed(SEEDS)
-    proxy.reset_counts()
-    encrypt_inbox(rig.at_port(proxy.port))
-    assert _all_encrypted(rig)
-    return {name: n for name, n in proxy.counts().items() if name in FAULT_COMMANDS}
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -66,38 +47,15 @@ def test_a_cut_at_every_command_loses_and_duplicates_nothing(
 ) -> None:
     server = dovecot_factory(VARIANTS[variant])
     proxy = fault_proxy_factory(server.port)
-    first = rig_on(server).with_policy(batch_size=3)
-    counts = _commands_of_clean_run(first, proxy)
-    assert counts.get("APPEND", 0) >= 1
-
-    def check(rig: Rig, _uids: list[int], what: str) -> None:
-        assert_exactly_once(rig, SEEDS)
-        assert _all_encrypted(rig), f"not all encrypted after {what}"
-
     fresh = lambda: rig_on(server).with_policy(batch_size=3)  # noqa: E731 - a factory, named for reading
-    injected = cut_at_every_command(proxy, counts, mode, fresh, lambda r: r.mailbox.seed(SEEDS), check)
-    assert injected >= sum(counts.values())
-    record_property("faults_injected", injected)
+    record_property("faults_injected", cut_every_command_of_a_run(proxy, fresh, SEEDS, mode))
 
 
 def test_a_cut_during_restore_loses_and_duplicates_nothing(
     rig: Rig, fault_proxy_factory: Callable[[int], FaultProxy]
 ) -> None:
     rig.mailbox.seed(SEEDS)
-    proxy = fault_proxy_factory(rig.account.port)
-    for command in ("APPEND", "UID STORE", "UID EXPUNGE"):
-        with rig.engine() as engine:
-            engine.encrypt_folder("INBOX", backlog=True)
-        assert _all_encrypted(rig)
-        proxy.cut_after(command, 1)
-        with pytest.raises(TransientError), rig.at_port(proxy.port).engine() as engine:
-            engine.restore_folder("INBOX")
-        with rig.engine() as engine:  # the recovery run finds the restored copies by content
-            assert engine.open_folder("INBOX")[1] > 0
-        assert_exactly_once(rig, SEEDS)
-        with rig.engine() as engine:
-            engine.restore_folder("INBOX")
-        assert sorted(m.body for m in rig.mailbox.state()) == sorted(s.raw for s in SEEDS)
+    cut_during_restore(rig, fault_proxy_factory(rig.account.port), SEEDS)
 
 
 def test_sigkill_at_random_moments_of_a_300_message_backlog(
@@ -110,7 +68,7 @@ def test_sigkill_at_random_moments_of_a_300_message_backlog(
 
     def encrypted_once() -> None:
         assert_exactly_once(rig, seeds)
-        assert _all_encrypted(rig)
+        assert all_encrypted(rig)
 
     done = kill_backlogs(
         rig, config, 20, random.Random(7), lambda: assert_exactly_once(rig, seeds), encrypted_once
