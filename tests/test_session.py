@@ -20,7 +20,7 @@ from imapcrypt.errors import (
     TransientError,
 )
 from imapcrypt.imap.connect import connect
-from imapcrypt.imap.session import parse_appenduid
+from imapcrypt.imap.session import parse_appenduid, refuses_keywords
 from imapcrypt.imap.translate import ThrottledError, translated_errors
 from tests.fixtures.transcript import Step, login, replaying
 
@@ -140,3 +140,47 @@ def test_select_and_fetch_info_read_a_recorded_dovecot_answer() -> None:
     assert infos[11].flags == ()
     assert session.can_expunge_uid
     assert session.can_move
+
+
+def test_an_empty_uid_range_search_is_confirmed_with_search_all_and_then_skipped() -> None:
+    """GNU Mailutils answers `UID SEARCH UID n:*` with nothing: the session asks ALL, and from then on
+    only ALL. A correct server's empty answer (an empty folder) costs one more SEARCH, nothing else."""
+    steps = [
+        *login(),
+        Step(r"UID SEARCH UID 1:\*", [b"* SEARCH", b"{tag} OK Search completed"]),
+        Step(r"UID SEARCH ALL", [b"* SEARCH 3 4", b"{tag} OK Search completed"]),
+        Step(r"UID SEARCH ALL", [b"* SEARCH 3 4", b"{tag} OK Search completed"]),
+    ]
+    with replaying(steps) as server:
+        session = connect(_account(server.port), lambda: "pw")
+        try:
+            assert session.uids_above(0) == [3, 4]
+            assert session.uid_range_search_broken
+            assert session.uids_above(3) == [4]
+        finally:
+            session.logout()
+    assert server.unexpected == []
+
+
+def test_a_uid_range_search_that_answers_is_trusted() -> None:
+    steps = [*login(), Step(r"UID SEARCH UID 5:\*", [b"* SEARCH 4", b"{tag} OK Search completed"])]
+    with replaying(steps) as server:
+        session = connect(_account(server.port), lambda: "pw")
+        try:
+            assert session.uids_above(4) == []  # "5:*" matched the highest UID, 4: nothing above
+            assert not session.uid_range_search_broken
+        finally:
+            session.logout()
+    assert server.unexpected == []
+
+
+@pytest.mark.parametrize(
+    ("said", "refused"),
+    [
+        ("127.0.0.1: APPEND failed: APPEND Unrecognized flag", True),
+        ("x: APPEND failed: [CANNOT] keywords are not supported", True),
+        ("x: APPEND failed: [TRYCREATE] no such mailbox", False),
+    ],
+)
+def test_a_refused_keyword_is_recognised_in_the_servers_words(said: str, refused: bool) -> None:
+    assert refuses_keywords(said) is refused
