@@ -170,6 +170,23 @@ def test_courier_copies_are_verified_after_a_noop(
     assert_exactly_once(rig, SEEDS)
 
 
+def test_a_copy_that_never_shows_is_given_up_on_at_the_deadline(
+    courier: LoggingServer, rig_at: Callable[[LoggingServer], Rig]
+) -> None:
+    rig = rig_at(courier)
+    [uid] = rig.mailbox.seed(SEEDS[:1])
+    with rig.engine() as engine:
+        session = engine.session
+        session.select("INBOX")
+        session.settle_seconds = 0.5
+        started = time.monotonic()
+        found = session.fetch_info_settled([uid, uid + 1000], ["Message-ID"])
+        waited = time.monotonic() - started
+    assert list(found) == [uid]
+    assert 0.5 <= waited < 5
+    assert 3 <= session.settle_noops <= 10  # asked again after growing pauses, not in a tight loop
+
+
 def test_copies_left_unverified_fail_the_cli_and_show_in_status(
     courier: LoggingServer,
     rig_at: Callable[[LoggingServer], Rig],

@@ -445,10 +445,13 @@ class Session:
         found = self.fetch_info(uids, header_fields)
         deadline = time.monotonic() + self.settle_seconds
         pauses = iter(SETTLE_PAUSES)
-        while len(found) < len(set(uids)) and time.monotonic() < deadline:
-            self.sleep(min(next(pauses, SETTLE_PAUSES[-1]), max(deadline - time.monotonic(), 0.0)))
+        missing = [u for u in uids if u not in found]
+        while missing and time.monotonic() < deadline:
+            # Not `self.sleep`: that is the throttle wait, which a stopping daemon turns into an error.
+            time.sleep(min(next(pauses, SETTLE_PAUSES[-1]), max(deadline - time.monotonic(), 0.0)))
             self.settle()
-            found |= self.fetch_info([u for u in uids if u not in found], header_fields)
+            found |= self.fetch_info(missing, header_fields)
+            missing = [u for u in missing if u not in found]
         return found
 
     def settle(self) -> None:
