@@ -281,7 +281,8 @@ class Session:
         real = self.resolve_folder(folder)
         response = self._call("EXAMINE", lambda: self.client.select_folder(real, readonly=True))
         self.selected = real
-        self.watched_exists = int(response.get(b"EXISTS", 0))
+        with parsed_response(self.host, "EXAMINE"):
+            self.watched_exists = number(response.get(b"EXISTS", 0), "EXISTS", 0, MAX_SIZE)
 
     def idle_until_change(
         self,
