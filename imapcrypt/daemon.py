@@ -35,6 +35,9 @@ IDLE_REFRESH_SECONDS = 10 * 60  # RFC 2177: re-issue IDLE at least every 29 minu
 IDLE_CHECK_SECONDS = 1.0  # how often a watcher looks at its stop flag while idling
 KEEPALIVE_SECONDS = 5 * 60  # a NOOP on the work connection this often finds half-open sockets
 SLEEP_JUMP_SECONDS = 30.0  # wall clock ahead of the monotonic clock by this much: we were suspended
+# A pass that left copies unverified (a server slow to show them) is followed by another this soon:
+# its recovery proves the copies and removes the originals, so no folder waits for the next mail.
+UNVERIFIED_RETRY_SECONDS = 30.0
 
 
 class WorkerState(enum.Enum):
@@ -172,6 +175,7 @@ class AccountWorker:
         self._paused = False
         self._pending: set[str] = set()
         self._backlog: set[str] = set()
+        self._unverified: set[str] = set()  # folders whose last pass left copies unverified
         self._engine: Engine | None = None
         self.passes = 0
         self.notifications = 0  # how often a watcher reported new mail
@@ -323,7 +327,11 @@ class AccountWorker:
             elif self._state is not WorkerState.IDLE:
                 self._set(WorkerState.IDLE)
             timeout = self.account.poll_seconds if polled else KEEPALIVE_SECONDS
+            if self._unverified:
+                timeout = min(timeout, UNVERIFIED_RETRY_SECONDS)
             if not self._wake.wait(min(timeout, KEEPALIVE_SECONDS)):
+                if self._unverified and not paused:
+                    self._queue(sorted(self._unverified), backlog=False)
                 if polled and not paused:
                     self._queue(polled, backlog=False)  # folders no IDLE connection watches
                 elif self.monotonic() - last_contact >= KEEPALIVE_SECONDS:
@@ -336,6 +344,10 @@ class AccountWorker:
             if self._stop.is_set():
                 return
             report = engine.encrypt_folder(folder, backlog=folder in backlog)
+            if report.unverified:
+                self._unverified.add(folder)
+            else:
+                self._unverified.discard(folder)
             self.passes += 1
             self._log_report(report)
 

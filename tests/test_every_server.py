@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from imapcrypt import daemon as daemon_module
 from imapcrypt.cli.main import main
 from imapcrypt.config.model import parse_config
 from imapcrypt.daemon import AccountWorker, WorkerState
@@ -395,6 +396,29 @@ def test_the_daemon_hears_of_new_mail_by_noop_where_idle_pushes_late(
     assert_exactly_once(rig, SEEDS[:1])
 
 
+def test_the_daemon_comes_back_soon_for_copies_it_could_not_verify(
+    courier: LoggingServer, rig_at: Callable[[LoggingServer], Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No patience for Courier's late APPENDs (as before): the daemon's first pass leaves the copies
+    unverified, and it does not wait for the next mail to finish them."""
+    monkeypatch.setattr(session_module, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(daemon_module, "UNVERIFIED_RETRY_SECONDS", 0.5)
+    rig = rig_at(courier).with_policy(idle_noop_seconds=0)  # no watcher NOOP to bring it back
+    rig.mailbox.seed(SEEDS)
+    events = _Quiet()
+    worker = AccountWorker(rig.config(), rig.account, events)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: all_encrypted(rig), timeout=30, what="every message encrypted")
+        assert worker.passes >= 2
+        assert any("could not be verified" in str(e) for e in events.errors)
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert_exactly_once(rig, SEEDS)
+
+
 def test_idle_noop_seconds_is_an_account_key(tmp_path: Path) -> None:
     base = '[[account]]\nname = "a"\nhost = "imap.example.org"\nusername = "me"\nrecipients = ["AAAA"]\n'
     assert parse_config(base, tmp_path / "c.toml").accounts[0].idle_noop_seconds == 5
@@ -406,7 +430,10 @@ def test_idle_noop_seconds_is_an_account_key(tmp_path: Path) -> None:
 
 
 class _Quiet:
-    """Daemon events nobody needs to see."""
+    """Daemon events nobody needs to see but the errors, kept."""
+
+    def __init__(self) -> None:
+        self.errors: list[object] = []
 
     def on_progress(self, progress: object) -> None:
         """Ignored."""
@@ -415,7 +442,8 @@ class _Quiet:
         """Ignored."""
 
     def on_error(self, error: object) -> None:
-        """Ignored."""
+        """Kept for the test."""
+        self.errors.append(error)
 
     def on_state(self, change: object) -> None:
         """Ignored."""
