@@ -16,7 +16,7 @@ from collections.abc import Callable
 from imapcrypt.config.model import Account
 from imapcrypt.doctor.check import Check
 from imapcrypt.errors import ImapcryptError
-from imapcrypt.imap.session import Session
+from imapcrypt.imap.session import PushTiming, Session
 
 PUSH_WAIT_SECONDS = 20.0  # how long doctor waits for IDLE to push the probe (servers that poll: 30-60 s)
 PROMPT_PUSH_SECONDS = 2.0  # a push within this is "within seconds"
@@ -54,12 +54,12 @@ def probe_checks(
         def append() -> None:
             appended.append(session.append(folder, probe, (), dt.datetime(2020, 1, 1, tzinfo=dt.UTC)))
 
-        delay: float | None = None
+        timing: PushTiming | None = None
         if session.can_idle:
             watcher = connect_again()
             try:
                 watcher.examine(folder)
-                delay = watcher.wait_for_push(push_wait, append)
+                timing = watcher.wait_for_push(push_wait, append)
             finally:
                 watcher.logout()
         else:
@@ -75,7 +75,7 @@ def probe_checks(
             stored = list(reader.fetch_bodies(reader.uids_above(0)).values())
         finally:
             reader.logout()
-        checks = [_push_check(account, session, delay, push_wait)]
+        checks = [_push_check(account, timing, push_wait)]
         if uid is not None:
             checks.append(_append_check(seen_at_once))
         checks.append(_stored_check(probe, stored))
@@ -84,8 +84,8 @@ def probe_checks(
         session.delete_folder(folder)
 
 
-def _push_check(account: Account, session: Session, delay: float | None, waited: float) -> Check:
-    if not session.can_idle:
+def _push_check(account: Account, timing: PushTiming | None, waited: float) -> Check:
+    if timing is None:
         return Check(
             "push delay",
             "WARN",
@@ -93,6 +93,7 @@ def _push_check(account: Account, session: Session, delay: float | None, waited:
             "lower poll_seconds",
         )
     noop = account.idle_noop_seconds
+    delay = timing.pushed
     if delay is not None and delay <= PROMPT_PUSH_SECONDS:
         return Check("push delay", "OK", f"IDLE pushed new mail after {delay:.1f}s")
     measured = (
@@ -100,6 +101,13 @@ def _push_check(account: Account, session: Session, delay: float | None, waited:
         if delay is not None
         else (f"IDLE did not push new mail within {waited:.0f}s")
     )
+    if not timing.shown_by_noop_or_push:
+        return Check(
+            "push delay",
+            "WARN",
+            f"{measured}, and a NOOP did not show it either: new mail waits until the server notices it",
+            "tell your provider; imapcrypt's next pass (a reconnect, Encrypt now) finds it",
+        )
     if noop:
         return Check(
             "push delay",

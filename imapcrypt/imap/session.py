@@ -67,6 +67,15 @@ class MessageInfo:
 
 
 @dataclass(frozen=True)
+class PushTiming:
+    """How a server told a watching session of new mail: seconds until IDLE pushed it (None: not in
+    the time allowed), and whether it was known by the end (IDLE, or the NOOP after it)."""
+
+    pushed: float | None
+    shown_by_noop_or_push: bool
+
+
+@dataclass(frozen=True)
 class GmailInfo:
     """What Gmail's extensions tell about one message: its X-GM-MSGID, X-GM-LABELS and flags."""
 
@@ -596,10 +605,10 @@ class Session:
             self.selected = None
         self._call("DELETE", lambda: self.client.delete_folder(folder))
 
-    def wait_for_push(self, seconds: float, idling: Callable[[], None]) -> float | None:
-        """IDLE on the folder `examine` selected, call `idling()` once IDLE is in place, and return
-        the seconds from `idling()`'s return until the server pushed new mail; None if it did not
-        push within `seconds` (then a NOOP proves the connection alive)."""
+    def wait_for_push(self, seconds: float, idling: Callable[[], None]) -> PushTiming:
+        """IDLE on the folder `examine` selected, call `idling()` once IDLE is in place, and time how
+        long after `idling()` returned the server pushed new mail (None: not within `seconds`); then
+        whether leaving IDLE or a NOOP reports it (what the daemon's `idle_noop_seconds` relies on)."""
         with translated_errors(self.host, "IDLE"):
             self.client.idle()
             idling()
@@ -608,12 +617,11 @@ class Session:
             while pushed is None and time.monotonic() - started < seconds:
                 left = max(seconds - (time.monotonic() - started), 0.01)
                 responses = self.client.idle_check(timeout=min(left, 1.0))
-                if any(len(r) > 1 and r[1] == b"EXISTS" for r in responses):
+                if self._exists_grew(responses):
                     pushed = time.monotonic() - started
-            self.client.idle_done()
-            if pushed is None:
-                self.client.noop()
-        return pushed
+            shown = self._exists_grew(self.client.idle_done()[1])
+            shown = self._exists_grew(self.client.noop()[1]) or shown
+        return PushTiming(pushed, pushed is not None or shown)
 
     def noop(self) -> None:
         """A round trip that proves the connection is alive."""
