@@ -30,6 +30,9 @@ from imapcrypt.errors import ConfigError
 from imapcrypt.imap import session as session_module
 from imapcrypt.wiring import open_journal, open_session
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
+from tests.fixtures.courier import CourierServer
+from tests.fixtures.cyrus import CyrusServer
+from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig
 from tests.fixtures.faults import all_encrypted, cut_during_restore, cut_every_command_of_a_run
 from tests.fixtures.gnupg_home import GnupgHome
@@ -81,9 +84,10 @@ def rig_at(
 def _message_files(server: LoggingServer, user: str) -> set[Path]:
     """Every file on the server's disk that holds one of the user's messages (on Cyrus, whose spool
     is laid out by mailbox UUID, every user's: tests take the difference from before)."""
-    if hasattr(server, "spool"):  # Cyrus: "<uid>." files
+    if isinstance(server, CyrusServer):  # "<uid>." files
         return {p for p in server.spool.rglob("*.") if p.name[:-1].isdigit()}
-    maildir: Path = server.maildir(user)  # type: ignore[attr-defined]  # Dovecot and Courier
+    assert isinstance(server, DovecotServer | CourierServer)
+    maildir = server.maildir(user)
     return {p for p in maildir.rglob("*") if p.is_file() and p.parent.name in ("cur", "new")}
 
 
@@ -141,7 +145,7 @@ def test_the_cli_backlog_exits_0_and_restore_too(
 
 
 def test_cyrus_delayed_expunge_keeps_the_plaintext_originals(
-    cyrus: LoggingServer, rig_at: Callable[[LoggingServer], Rig]
+    cyrus: CyrusServer, rig_at: Callable[[LoggingServer], Rig]
 ) -> None:
     """What docs/providers.md tells Fastmail users: the folder is encrypted, the spool is not (yet)."""
     rig = rig_at(cyrus)
@@ -152,7 +156,7 @@ def test_cyrus_delayed_expunge_keeps_the_plaintext_originals(
     assert_exactly_once(rig, SEEDS)
     assert all_encrypted(rig)
     assert len(_readable(_message_files(cyrus, rig.mailbox.user) - others)) == len(SEEDS)
-    assert cyrus.unexpunge_list(rig.mailbox.user).count("UID:") == len(SEEDS)  # type: ignore[attr-defined]
+    assert cyrus.unexpunge_list(rig.mailbox.user).count("UID:") == len(SEEDS)
 
 
 # --- Courier: an APPEND shows late -------------------------------------------------------------------
