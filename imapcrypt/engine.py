@@ -8,6 +8,7 @@ original exists exactly once afterwards, as itself or as its copy.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email.parser
 import email.policy
@@ -188,6 +189,8 @@ class Engine:
         self.uploads = UploadBudget(journal, daily_upload_limit(account, self.gmail), clock)
         # Set from another thread to stop after the batch in flight (a clean shutdown).
         self.stopping = threading.Event()
+        # Per folder: encryptions interrupted before a UIDVALIDITY change, by copy id (open_folder).
+        self._orphans: dict[str, dict[str, Intent]] = {}
         workers = account.workers or min(os.cpu_count() or 1, 4)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imapcrypt-seal")
 
@@ -210,8 +213,12 @@ class Engine:
         if not self.session.folder_exists(folder):
             raise ServerError(f"folder {folder!r} does not exist on {self.account.host}", "check `folders`")
         status = self.session.select(folder)
+        stale = [i for i in self.journal.pending(folder) if i.uidvalidity != status.uidvalidity]
         if self.journal.set_uidvalidity(folder, status.uidvalidity):
             log.warning("folder %s: UIDVALIDITY changed; rescanning from the start", folder)
+            # Their UIDs mean nothing now, but a copy still names its original by id: the rescan
+            # finishes such an original instead of storing a second copy (_stored_before).
+            self._orphans[folder] = {i.seal_id: i for i in stale if i.direction == "encrypt"}
         recovered = self._recover(self.journal.pending(folder))
         return status, recovered
 
@@ -386,6 +393,9 @@ class Engine:
                         "it stays as plaintext",
                     )
                 )
+            elif isinstance(result, envelope.Sealed) and self._stored_before(status.name, info, result.id):
+                report.recovered += 1
+                handled.add(info.uid)
             elif isinstance(result, envelope.Sealed):
                 prepared.append(_Prepared(info, result.message, result.id, info.flags, info.internaldate))
             elif result is None:
@@ -592,6 +602,27 @@ class Engine:
         if doomed:
             log.warning("folder %s: removing %d copies the server changed", folder, len(doomed))
             self.remover.remove(self.session, folder, doomed)
+
+    def _stored_before(self, folder: str, info: MessageInfo, seal_id: str) -> bool:
+        """Finish `info`'s encryption from before a UIDVALIDITY change, if its copy is there.
+
+        The copy is proven as recovery proves one (our id, encrypted, the size it was stored with);
+        then the original is removed and True returned. False: store a copy as usual.
+        """
+        orphan = self._orphans.get(folder, {}).pop(seal_id, None)
+        if orphan is None:
+            return False
+        copies = self._find_copies(dataclasses.replace(orphan, src_uid=info.uid))
+        if not copies:
+            return False
+        if len(copies) > 1 and self.session.can_expunge_uid:
+            self.remover.remove(self.session, folder, copies[1:])
+        if info.uid not in self.remover.adopt(self.session, folder, {info.uid: copies[0]}):
+            return False
+        self.remover.remove(self.session, folder, [info.uid])
+        log.info("folder %s: finished uid %d, stored before a UIDVALIDITY change", folder, info.uid)
+        self._done(folder, "encrypt", info.uid, copies[0], orphan.size)
+        return True
 
     def _done(self, folder: str, direction: Direction, src: int, new: int, size: int) -> None:
         self.events.on_message_done(MessageDone(self.account.name, folder, direction, src, new, size))

@@ -26,7 +26,7 @@ from imapcrypt.daemon import AccountWorker, WorkerState
 from imapcrypt.doctor.probe import probe_checks
 from imapcrypt.doctor.provider import provider_check
 from imapcrypt.engine import ServerAltersMessages
-from imapcrypt.errors import ConfigError
+from imapcrypt.errors import ConfigError, TransientError
 from imapcrypt.imap import session as session_module
 from imapcrypt.wiring import open_journal, open_session
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
@@ -250,6 +250,50 @@ def test_a_cut_during_restore_loses_and_duplicates_nothing(
     rig = rig_at(fault_server)
     rig.mailbox.seed(SEEDS)
     cut_during_restore(rig, fault_proxy_factory(fault_server.port), SEEDS)
+
+
+def test_a_uidvalidity_change_while_copies_wait_for_their_originals_deletion_duplicates_nothing(
+    exact_server: LoggingServer,
+    rig_at: Callable[[LoggingServer], Rig],
+    fault_proxy_factory: Callable[[int], FaultProxy],
+) -> None:
+    """A crash leaves copies stored but their originals not yet deleted; then the server renumbers the
+    folder (a new UIDVALIDITY: a restored or migrated mailbox). The journal's intents name old UIDs,
+    but the copies still name their originals by id: the rescan must not store a second copy."""
+    rig = rig_at(exact_server).with_policy(folders=("Work",))
+    work = rig.mailbox.folder("Work")
+    rig = rig.with_policy(folders=(work,))
+    rig.mailbox.seed(SEEDS, folder=work)
+    proxy = fault_proxy_factory(exact_server.port)
+    proxy.cut_before("UID STORE", 1)  # the copies are stored and verified, the originals not touched
+    with pytest.raises(TransientError), rig.at_port(proxy.port).engine() as engine:
+        engine.encrypt_folder(work)
+    assert len(rig.mailbox.state(work)) == 2 * len(SEEDS)
+    _renumber(rig.mailbox, work)
+
+    with rig.engine() as engine:
+        report = engine.encrypt_folder(work)
+    assert (report.encrypted, report.already_ours) == (0, len(SEEDS))
+    assert report.recovered == len(SEEDS)
+    assert_exactly_once(rig, SEEDS, folder=work)
+    assert all_encrypted(rig, work)
+
+
+def _renumber(mailbox: Mailbox, folder: str) -> None:
+    """Give `folder` a new UIDVALIDITY with the same messages, flags and dates (copy out, recreate,
+    copy back), as a server does when a mailbox is restored or migrated."""
+    spare = mailbox.folder("Spare")
+    with mailbox.client() as client:
+        client.create_folder(spare)
+        client.select_folder(folder)
+        client.copy(client.search("ALL"), spare)
+        client.close_folder()
+        client.delete_folder(folder)
+        client.create_folder(folder)
+        client.select_folder(spare)
+        client.copy(client.search("ALL"), folder)
+        client.close_folder()
+        client.delete_folder(spare)
 
 
 # --- GNU Mailutils: broken searches, refused keywords, changed messages, UIDVALIDITY churn -----------
