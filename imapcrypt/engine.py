@@ -131,6 +131,19 @@ def _is_encrypted_copy(headers: bytes) -> bool:
     return content_type == "multipart/encrypted"
 
 
+def seal_for(account: Account, gpg: GnuPG, id_secret: bytes, raw: bytes, *, gmail: bool) -> envelope.Sealed:
+    """The encrypted copy of `raw` exactly as the engine stores it for `account` (its recipients and
+    outer headers; on Gmail a fresh outer Message-ID). Also what `imapcrypt serve` stores for an APPEND."""
+    return envelope.seal(
+        raw,
+        gpg,
+        account.recipients,
+        id_secret,
+        outer_headers=account.outer_headers,
+        replace_message_id=gmail,
+    )
+
+
 @dataclass(frozen=True)
 class _Sealing:
     """A group whose bodies are being sealed on the worker pool."""
@@ -422,14 +435,7 @@ class Engine:
             wrap = again or self.account.encrypt_encrypted
             if kind is envelope.Kind.OURS or (kind is not envelope.Kind.PLAINTEXT and not wrap):
                 return None
-            return envelope.seal(
-                raw,
-                self.gpg,
-                self.account.recipients,
-                self.id_secret,
-                outer_headers=self.account.outer_headers,
-                replace_message_id=self.gmail,
-            )
+            return seal_for(self.account, self.gpg, self.id_secret, raw, gmail=self.gmail)
         except ImapcryptError as exc:
             log.error("uid %d not encrypted: %s", info.uid, exc)
             return exc
