@@ -348,6 +348,24 @@ class Session:
         listing = self._call("LIST", self.client.list_folders)
         return [name for flags, _, name in listing if b"\\Noselect" not in flags]
 
+    def delimiter(self) -> str:
+        """The server's hierarchy delimiter (e.g. "/" or "."), "/" when it names none."""
+        listing = self._call("LIST", lambda: self.client.list_folders(pattern=""))
+        found = next((delim for _, delim, _ in listing if delim), b"/")
+        return found.decode("ascii") if isinstance(found, bytes) else str(found)
+
+    def create_folder(self, folder: str) -> None:
+        """CREATE `folder`."""
+        self._call("CREATE", lambda: self.client.create_folder(folder))
+
+    def delete_folder(self, folder: str) -> None:
+        """DELETE `folder` (the server refuses INBOX)."""
+        self._call("DELETE", lambda: self.client.delete_folder(folder))
+
+    def rename_folder(self, folder: str, new_name: str) -> None:
+        """RENAME `folder` to `new_name`."""
+        self._call("RENAME", lambda: self.client.rename_folder(folder, new_name))
+
     def special_folder(self, flag: bytes) -> str | None:
         """The folder carrying the SPECIAL-USE attribute `flag` (e.g. b"\\\\Trash"), if any."""
         return self._call("LIST", lambda: self.client.find_special_folder(flag))  # type: ignore[no-any-return]
@@ -470,6 +488,18 @@ class Session:
         self.settle_noops += 1
         self.noop()
 
+    def fetch_all_flags(self) -> dict[int, tuple[tuple[bytes, ...], dt.datetime, int]]:
+        """Flags, INTERNALDATE and size of every message in the selected folder, by UID."""
+        # imapclient takes no "1:*" range: the UIDs first, then one FETCH of them all.
+        uids = self._call("SEARCH", lambda: self.client.search(["ALL"]))
+        if not uids:
+            return {}
+        data = self._call("FETCH", lambda: self.client.fetch(uids, ["FLAGS", "INTERNALDATE", "RFC822.SIZE"]))
+        return {
+            uid: (tuple(item[b"FLAGS"]), item[b"INTERNALDATE"], int(item[b"RFC822.SIZE"]))
+            for uid, item in data.items()
+        }
+
     def fetch_bodies(self, uids: Sequence[int]) -> dict[int, bytes]:
         """The exact bytes of `uids` (BODY.PEEK[] never sets \\Seen); vanished UIDs are absent."""
         if not uids:
@@ -542,6 +572,28 @@ class Session:
         """Add `flags` to `uids` (STORE +FLAGS.SILENT)."""
         if uids and flags:
             self._call("STORE", lambda: self.client.add_flags(uids, list(flags), silent=True))
+
+    def store_flags(
+        self, uids: Sequence[int], flags: Sequence[bytes], mode: str
+    ) -> dict[int, tuple[bytes, ...]]:
+        """STORE `flags` on `uids`: `mode` "add", "remove" or "replace"; each message's flags afterwards."""
+        if not uids:
+            return {}
+        command = {"add": self.client.add_flags, "remove": self.client.remove_flags}.get(
+            mode, self.client.set_flags
+        )
+        answer = self._call("STORE", lambda: command(uids, list(flags)))
+        return {uid: tuple(found) for uid, found in answer.items()}
+
+    def expunge_uids(self, uids: Sequence[int]) -> None:
+        """Expunge exactly `uids` (already \\Deleted) with UID EXPUNGE; without UIDPLUS a bare EXPUNGE,
+        which removes every \\Deleted message: what a client's own EXPUNGE asks for anyway."""
+        if not uids:
+            return
+        if self.can_expunge_uid:
+            self._call("EXPUNGE", lambda: self.client.uid_expunge(uids))
+        else:
+            self._call("EXPUNGE", self.client.expunge)
 
     def mark_deleted(self, uids: Sequence[int]) -> None:
         """Set \\Deleted on `uids` without expunging."""
