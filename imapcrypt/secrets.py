@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets as random_source
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import keyring
@@ -24,6 +25,7 @@ from imapcrypt.private import private_dir
 SERVICE = "imapcrypt"
 ID_SECRET_ENTRY = "id-secret"  # noqa: S105 - the keyring entry's name, not a secret
 ID_SECRET_BYTES = 32
+SERVE_PASSWORD_ENTRY = "serve-password"  # noqa: S105 - the keyring entry's name, not a secret
 COMMAND_TIMEOUT = 60
 
 
@@ -118,24 +120,39 @@ def id_secret(data_dir: Path) -> bytes:
     the user can read in the data dir (`doctor` warns): the id must stay stable across runs, or
     re-runs would not recognise their own copies.
     """
+    stored, _ = _installation_secret(
+        ID_SECRET_ENTRY, data_dir / "id-secret", lambda: random_source.token_hex(ID_SECRET_BYTES)
+    )
+    return bytes.fromhex(stored)
+
+
+def serve_password(data_dir: Path) -> tuple[str, Path | None]:
+    """The per-installation password of `imapcrypt serve` (created on first use), and the file that holds
+    it when there is no OS keyring (None: the keyring holds it). Like the id secret, it falls back to a
+    file only the user can read in the data dir, so a headless machine can still serve."""
+    path = data_dir / "serve-password"
+    return _installation_secret(SERVE_PASSWORD_ENTRY, path, lambda: random_source.token_urlsafe(18))
+
+
+def _installation_secret(entry: str, path: Path, make: Callable[[], str]) -> tuple[str, Path | None]:
     try:
         backend = _keyring()
-        stored = backend.get_password(SERVICE, ID_SECRET_ENTRY)
+        stored = backend.get_password(SERVICE, entry)
         if stored is None:
-            stored = random_source.token_hex(ID_SECRET_BYTES)
-            backend.set_password(SERVICE, ID_SECRET_ENTRY, stored)
-        return bytes.fromhex(stored)
+            stored = make()
+            backend.set_password(SERVICE, entry, stored)
+        return stored, None
     except keyring.errors.KeyringError:
-        return _file_id_secret(data_dir / "id-secret")
+        return _file_secret(path, make), path
 
 
-def _file_id_secret(path: Path) -> bytes:
+def _file_secret(path: Path, make: Callable[[], str]) -> str:
     try:
-        return bytes.fromhex(path.read_text().strip())
+        return path.read_text().strip()
     except FileNotFoundError:
         pass
     private_dir(path.parent)
-    value = random_source.token_hex(ID_SECRET_BYTES)
+    value = make()
     temp = path.with_suffix(".tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -147,7 +164,7 @@ def _file_id_secret(path: Path) -> bytes:
         temp.replace(path)
     else:
         temp.unlink()
-    return bytes.fromhex(path.read_text().strip())
+    return path.read_text().strip()
 
 
 # Secret-key passphrases: in the OS keyring only when the user asked (`keys ... --remember`). By
