@@ -43,7 +43,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"imap"}),
     frozenset({"engine"}),
     frozenset({"wiring"}),
-    frozenset({"daemon", "reader", "doctor", "demo", "setup"}),
+    frozenset({"daemon", "reader", "serve", "doctor", "demo", "setup"}),
     frozenset({"api"}),
     frozenset({"cli", "__main__"}),
 )

@@ -1,0 +1,7 @@
+"""`imapcrypt serve` (docs/serve.md): a local IMAP server on 127.0.0.1 that shows the mailbox decrypted.
+
+`provider` is the account's side (the provider's folders through imapcrypt's own Session, decrypting
+on demand, sealing what a client appends), `backend` adapts it to pymap's backend interfaces, `server`
+runs pymap's IMAP server on loopback, `password` is the local password and `cache` keeps decrypted
+messages in memory only, bounded.
+"""

@@ -1,0 +1,541 @@
+"""pymap's backend interfaces (docs/serve.md), implemented over the provider: pymap speaks IMAP to the
+local client, this module answers with the provider's folders and messages.
+
+pymap's `BaseSession` does the protocol bookkeeping (sequence numbers, untagged updates, IDLE); the
+classes here hold one folder's view of the provider (`FolderData`), the folder list (`FolderSet`) and
+the session, which batches what BaseSession does one message at a time (flags, copy, move) into one
+provider command. Provider calls block, so they run in worker threads; an imapcrypt error becomes a NO
+to the client, never a dropped connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import ParamSpec, TypeVar
+
+from pymap.backend.mailbox import MailboxDataInterface, MailboxSetInterface
+from pymap.backend.session import BaseSession
+from pymap.concurrent import Event
+from pymap.config import BackendCapability, IMAPConfig
+from pymap.exceptions import (
+    AuthorizationFailure,
+    InvalidAuth,
+    MailboxNotFound,
+    MailboxReadOnly,
+    NotAllowedError,
+    TemporaryFailure,
+)
+from pymap.flags import FlagOp
+from pymap.interfaces.login import IdentityInterface, LoginInterface
+from pymap.interfaces.message import CachedMessage
+from pymap.listtree import ListTree
+from pymap.mailbox import MailboxSnapshot
+from pymap.message import BaseLoadedMessage, BaseMessage
+from pymap.mime import MessageContent
+from pymap.parsing.message import AppendMessage
+from pymap.parsing.response.code import CopyUid
+from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
+from pymap.parsing.specials.flag import Flag, Recent, Seen, Wildcard, get_system_flags
+from pymap.selected import SelectedMailbox, SelectedSet
+from pymap.token import AllTokens
+from pymap.user import UserMetadata
+from pysasl.creds.server import ServerCredentials
+from pysasl.identity import ClearIdentity
+
+from imapcrypt.errors import ImapcryptError
+from imapcrypt.serve.provider import FolderView, Provider
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Messages decrypted in one go when a client starts reading a range (a folder's list): enough to keep
+# the decrypting threads busy, bounded in bytes so a range of large messages does not fill memory.
+READ_AHEAD_MESSAGES = 48
+READ_AHEAD_BYTES = 16 * 1024 * 1024
+# A view this young is good enough for the update after the command that made it (no change of ours).
+FRESH_SECONDS = 0.5
+_FLAG_MODES = {FlagOp.ADD: "add", FlagOp.DELETE: "remove", FlagOp.REPLACE: "replace"}
+
+
+async def _off_loop(call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a blocking provider call in a worker thread; an imapcrypt error is a NO for the client."""
+    try:
+        return await asyncio.to_thread(call, *args, **kwargs)
+    except ImapcryptError as exc:
+        raise TemporaryFailure(exc.message) from exc
+
+
+class ServedMessage(BaseMessage):
+    """One provider message; its content (the original) is loaded from the folder only when asked for."""
+
+    __slots__ = ["_folder"]
+
+    def __init__(
+        self,
+        uid: int,
+        internal_date: dt.datetime,
+        flags: Iterable[Flag],
+        *,
+        folder: FolderData,
+        expunged: bool = False,
+    ) -> None:
+        super().__init__(uid, internal_date, flags, expunged=expunged)
+        self._folder = folder
+
+    async def load_content(self, requirement: FetchRequirement) -> BaseLoadedMessage:
+        """The original's parsed content when the fetch needs header or body; metadata needs none."""
+        content = None
+        if not requirement.has_none(FetchRequirement.CONTENT):
+            content = await self._folder.content(self.uid)
+        return BaseLoadedMessage(self, requirement, content)
+
+
+def _flags(raw: Iterable[bytes]) -> frozenset[Flag]:
+    return frozenset(Flag(f) for f in raw)
+
+
+class FolderData(MailboxDataInterface[ServedMessage]):
+    """One provider folder as one local session sees it: the provider's view, refreshed as commands
+    come, and the UIDs the client last fetched (to decrypt ahead of it)."""
+
+    def __init__(self, name: str, provider: Provider, poll_seconds: float) -> None:
+        self.name = name
+        self._provider = provider
+        self.poll_seconds = poll_seconds
+        self._mailbox_id = ObjectId.random_mailbox_id()
+        self._selected_set = SelectedSet()
+        self._view = FolderView(name, 0, 1, ())
+        self._messages: dict[int, ServedMessage] = {}
+        self._refreshed = 0.0
+        self._changed_by_us = True
+        self._window: list[int] = []
+
+    @property
+    def mailbox_id(self) -> ObjectId:
+        """This session's id for the folder."""
+        return self._mailbox_id
+
+    @property
+    def readonly(self) -> bool:
+        """Folders are writable: changes pass through to the provider."""
+        return False
+
+    @property
+    def permanent_flags(self) -> frozenset[Flag]:
+        """The system flags and any keyword (\\*): the provider keeps keywords, and clients use them."""
+        return (get_system_flags() - {Recent}) | {Wildcard}
+
+    @property
+    def uid_validity(self) -> int:
+        """The provider's UIDVALIDITY."""
+        return self._view.uidvalidity
+
+    @property
+    def selected_set(self) -> SelectedSet:
+        """The sessions that have this folder selected."""
+        return self._selected_set
+
+    async def refresh(self, *, force: bool = False) -> bool:
+        """Ask the provider for the folder's state unless a fresh one is at hand; whether it changed."""
+        if not force and not self._changed_by_us and time.monotonic() - self._refreshed < FRESH_SECONDS:
+            return False
+        view = await _off_loop(self._provider.view, self.name)
+        self._refreshed = time.monotonic()
+        self._changed_by_us = False
+        if view == self._view:
+            return False
+        self._view = view
+        self._messages = {
+            e.uid: ServedMessage(e.uid, e.internaldate, _flags(e.flags), folder=self) for e in view.entries
+        }
+        return True
+
+    async def update_selected(
+        self, selected: SelectedMailbox, *, wait_on: Event | None = None
+    ) -> SelectedMailbox:
+        """Bring `selected` up to the provider's state; with `wait_on` (IDLE), poll the provider until
+        something changes or the client ends IDLE."""
+        if wait_on is None:
+            await self.refresh()
+        else:
+            while not wait_on.is_set() and not await self.refresh(force=True):
+                await wait_on.wait(timeout=self.poll_seconds)
+        selected.set_messages([self._messages[uid] for uid in sorted(self._messages)])
+        return selected
+
+    def read_ahead(self, uids: Sequence[int]) -> None:
+        """The UIDs a client is about to read, in order: content is decrypted in groups along them."""
+        self._window = list(uids)
+
+    async def content(self, uid: int) -> MessageContent:
+        """The original of `uid`, parsed (an expunged message's content is empty)."""
+        uidvalidity = self._view.uidvalidity
+        held = self._provider.cache.get((self._provider.account.name, self.name, uidvalidity, uid))
+        if held is None:
+            group = self._group_from(uid)
+            found = await _off_loop(self._provider.originals, self.name, uidvalidity, group)
+            held = found.get(uid, b"")
+        return MessageContent.parse(held)
+
+    def _group_from(self, uid: int) -> list[int]:
+        if uid not in self._window:
+            return [uid]
+        sizes = {e.uid: e.size for e in self._view.entries}
+        group: list[int] = []
+        total = 0
+        for next_uid in self._window[self._window.index(uid) :]:
+            if group and (
+                len(group) >= READ_AHEAD_MESSAGES or total + sizes.get(next_uid, 0) > READ_AHEAD_BYTES
+            ):
+                break
+            group.append(next_uid)
+            total += sizes.get(next_uid, 0)
+        return group
+
+    async def append(self, append_msg: AppendMessage, *, recent: bool = False) -> ServedMessage:
+        """Seal the client's message and store it at the provider (docs/serve.md)."""
+        when = append_msg.when or dt.datetime.now(dt.UTC)
+        flags = [bytes(f) for f in append_msg.flag_set]
+        uid = await _off_loop(self._provider.append, self.name, append_msg.literal, flags, when)
+        self._changed_by_us = True
+        if uid is None:  # no APPENDUID: the newest message is ours, as far as anyone can tell
+            await self.refresh(force=True)
+            uid = max(self._messages, default=0)
+        return ServedMessage(uid, when, append_msg.flag_set, folder=self)
+
+    async def copy(self, uid: int, destination: FolderData, *, recent: bool = False) -> int | None:
+        """Copy one message's stored copy; its new UID is not known (no COPYUID is promised)."""
+        await self.copy_many([uid], destination.name)
+        return None
+
+    async def copy_many(self, uids: Sequence[int], destination: str) -> None:
+        """Copy the provider's `uids` to `destination`."""
+        if uids:
+            await _off_loop(self._provider.copy, self.name, uids, destination)
+
+    async def move(self, uid: int, destination: FolderData, *, recent: bool = False) -> int | None:
+        """Move one message's stored copy."""
+        await self.move_many([uid], destination.name)
+        return None
+
+    async def move_many(self, uids: Sequence[int], destination: str) -> None:
+        """Move the provider's `uids` to `destination`."""
+        if uids:
+            await _off_loop(self._provider.move, self.name, uids, destination)
+            self._changed_by_us = True
+
+    async def get(self, uid: int, cached_msg: CachedMessage) -> ServedMessage:
+        """The message `uid` as last seen at the provider, or marked expunged if it is gone."""
+        found = self._messages.get(uid)
+        if found is not None:
+            return found
+        return ServedMessage(
+            uid, cached_msg.internal_date, cached_msg.permanent_flags, folder=self, expunged=True
+        )
+
+    async def update(
+        self, uid: int, cached_msg: CachedMessage, flag_set: frozenset[Flag], mode: FlagOp
+    ) -> ServedMessage:
+        """Change one message's flags at the provider."""
+        await self.update_many([uid], flag_set, mode)
+        return await self.get(uid, cached_msg)
+
+    async def update_many(self, uids: Sequence[int], flag_set: frozenset[Flag], mode: FlagOp) -> None:
+        """Change the flags of `uids` at the provider in one STORE, and take the flags it reports."""
+        present = [uid for uid in uids if uid in self._messages]
+        if not present or (mode is not FlagOp.REPLACE and not flag_set):
+            return
+        answer = await _off_loop(
+            self._provider.store, self.name, present, [bytes(f) for f in flag_set], _FLAG_MODES[mode]
+        )
+        self._changed_by_us = True
+        for uid, flags in answer.items():
+            old = self._messages.get(uid)
+            if old is not None:
+                self._messages[uid] = ServedMessage(uid, old.internal_date, _flags(flags), folder=self)
+
+    async def delete(self, uids: Iterable[int]) -> None:
+        """Expunge `uids` at the provider."""
+        wanted = sorted(uids)
+        if wanted:
+            await _off_loop(self._provider.expunge, self.name, wanted)
+            self._changed_by_us = True
+
+    async def claim_recent(self, selected: SelectedMailbox) -> None:
+        """\\Recent is not passed through: the provider's own sessions own it."""
+
+    async def cleanup(self) -> None:
+        """Nothing to clean: the provider keeps the messages."""
+
+    async def snapshot(self) -> MailboxSnapshot:
+        """EXISTS, UNSEEN, UIDVALIDITY and UIDNEXT as the provider reports them."""
+        entries = self._view.entries
+        unseen = [i for i, e in enumerate(entries, 1) if b"\\Seen" not in e.flags]
+        return MailboxSnapshot(
+            self.mailbox_id,
+            self.readonly,
+            self.uid_validity,
+            self.permanent_flags,
+            self.session_flags,
+            len(entries),
+            0,
+            len(unseen),
+            unseen[0] if unseen else None,
+            self._view.uidnext,
+        )
+
+
+class FolderSet(MailboxSetInterface[FolderData]):
+    """The provider's folders. Subscriptions are not kept: every folder counts as subscribed."""
+
+    def __init__(self, provider: Provider, delimiter: str, poll_seconds: float) -> None:
+        self._provider = provider
+        self._delimiter = delimiter
+        self._poll_seconds = poll_seconds
+        self._folders: dict[str, FolderData] = {}
+
+    @property
+    def delimiter(self) -> str:
+        """The provider's hierarchy delimiter."""
+        return self._delimiter
+
+    async def set_subscribed(self, name: str, subscribed: bool) -> None:
+        """Accepted and forgotten: every folder is listed as subscribed."""
+
+    async def list_subscribed(self) -> ListTree:
+        """Every folder."""
+        return await self.list_mailboxes()
+
+    async def list_mailboxes(self) -> ListTree:
+        """The provider's selectable folders."""
+        _, names = await _off_loop(self._provider.folders)
+        return ListTree(self.delimiter).update("INBOX", *names)
+
+    async def get_mailbox(self, name: str) -> FolderData:
+        """The folder `name`, refreshed from the provider; KeyError if the provider has no such folder."""
+        if name.upper() == "INBOX":
+            name = "INBOX"
+        folder = self._folders.get(name)
+        if folder is None:
+            folder = FolderData(name, self._provider, self._poll_seconds)
+        try:
+            await folder.refresh()
+        except TemporaryFailure as exc:
+            raise KeyError(name) from exc
+        self._folders[name] = folder
+        return folder
+
+    async def add_mailbox(self, name: str) -> ObjectId:
+        """CREATE at the provider; ValueError (the name is taken) if it refuses."""
+        try:
+            await _off_loop(self._provider.create, name)
+        except TemporaryFailure as exc:
+            raise ValueError(name) from exc
+        return ObjectId.random_mailbox_id()
+
+    async def delete_mailbox(self, name: str) -> None:
+        """DELETE at the provider; KeyError if it refuses."""
+        try:
+            await _off_loop(self._provider.delete, name)
+        except TemporaryFailure as exc:
+            raise KeyError(name) from exc
+        self._folders.pop(name, None)
+
+    async def rename_mailbox(self, before: str, after: str) -> None:
+        """RENAME at the provider; KeyError if it refuses."""
+        try:
+            await _off_loop(self._provider.rename, before, after)
+        except TemporaryFailure as exc:
+            raise KeyError(before) from exc
+        self._folders.pop(before, None)
+
+
+class ServeConfig(IMAPConfig):
+    """pymap's settings for `imapcrypt serve`."""
+
+    @property
+    def backend_capability(self) -> BackendCapability:
+        """IDLE (polled from the provider); no OBJECTID; MULTIAPPEND is pymap's own loop."""
+        return BackendCapability(idle=True, object_id=False, multi_append=True)
+
+
+class ServeSession(BaseSession[ServedMessage]):
+    """One local client's session over its own provider connection."""
+
+    def __init__(self, owner: str, config: ServeConfig, folders: FolderSet) -> None:
+        super().__init__(owner)
+        self._config = config
+        self._folders = folders
+
+    @property
+    def config(self) -> ServeConfig:
+        """pymap's settings."""
+        return self._config
+
+    @property
+    def mailbox_set(self) -> FolderSet:
+        """The provider's folders."""
+        return self._folders
+
+    async def _folder_of(self, selected: SelectedMailbox) -> FolderData:
+        return await self.mailbox_set.get_mailbox(selected.lookup)
+
+    async def _destination(self, name: str) -> FolderData:
+        try:
+            return await self.mailbox_set.get_mailbox(name)
+        except KeyError as exc:
+            raise MailboxNotFound(name, try_create=True) from exc
+
+    async def fetch_messages(
+        self, selected: SelectedMailbox, sequence_set: SequenceSet, set_seen: bool
+    ) -> tuple[Iterable[tuple[int, ServedMessage]], SelectedMailbox]:
+        """The messages of `sequence_set`; content is decrypted ahead along them, \\Seen set in one STORE."""
+        folder = await self._folder_of(selected)
+        found = list(selected.messages.get_all(sequence_set))
+        folder.read_ahead([cached.uid for _, cached in found])
+        if set_seen:
+            unseen = [cached.uid for _, cached in found if Seen not in cached.permanent_flags]
+            await folder.update_many(unseen, frozenset({Seen}), FlagOp.ADD)
+        messages = [(seq, await folder.get(cached.uid, cached)) for seq, cached in found]
+        return messages, await folder.update_selected(selected)
+
+    async def update_flags(
+        self,
+        selected: SelectedMailbox,
+        sequence_set: SequenceSet,
+        flag_set: frozenset[Flag],
+        mode: FlagOp = FlagOp.REPLACE,
+    ) -> tuple[Iterable[tuple[int, ServedMessage]], SelectedMailbox]:
+        """STORE on the provider's copies, all of them in one command."""
+        if selected.readonly:
+            raise MailboxReadOnly()
+        folder = await self._folder_of(selected)
+        found = list(selected.messages.get_all(sequence_set))
+        await folder.update_many(
+            [cached.uid for _, cached in found], selected.permanent_flags & flag_set, mode
+        )
+        messages: list[tuple[int, ServedMessage]] = []
+        for seq, cached in found:
+            message = await folder.get(cached.uid, cached)
+            if not message.expunged:
+                selected.session_flags.update(cached.uid, flag_set, mode)
+            messages.append((seq, message))
+        return messages, await folder.update_selected(selected)
+
+    async def copy_messages(
+        self, selected: SelectedMailbox, sequence_set: SequenceSet, mailbox: str
+    ) -> tuple[CopyUid | None, SelectedMailbox]:
+        """COPY the provider's copies in one command (no COPYUID: the provider's answer is not read)."""
+        folder = await self._folder_of(selected)
+        destination = await self._destination(mailbox)
+        await folder.copy_many([uid for _, uid in selected.messages.get_uids(sequence_set)], destination.name)
+        return None, await folder.update_selected(selected)
+
+    async def move_messages(
+        self, selected: SelectedMailbox, sequence_set: SequenceSet, mailbox: str
+    ) -> tuple[CopyUid | None, SelectedMailbox]:
+        """MOVE the provider's copies in one command."""
+        if selected.readonly:
+            raise MailboxReadOnly()
+        folder = await self._folder_of(selected)
+        destination = await self._destination(mailbox)
+        await folder.move_many([uid for _, uid in selected.messages.get_uids(sequence_set)], destination.name)
+        return None, await folder.update_selected(selected)
+
+
+# Opens a provider connection for an account name, and closes one.
+ProviderOpener = tuple[Callable[[str], Provider], Callable[[Provider], None]]
+
+
+class LocalLogin(LoginInterface):
+    """Who may log in: an account's name (or its user name) with the local password, nothing else."""
+
+    def __init__(
+        self,
+        config: ServeConfig,
+        names: dict[str, str],
+        password: str,
+        opener: ProviderOpener,
+        poll_seconds: float,
+    ) -> None:
+        self.config = config
+        self._names = names  # login name -> account name
+        self._password = password
+        self._opener = opener
+        self._poll_seconds = poll_seconds
+        self._tokens = AllTokens(config)
+
+    @property
+    def tokens(self) -> AllTokens:
+        """pymap's token support (unused: there are no tokens to give)."""
+        return self._tokens
+
+    async def authenticate(self, credentials: ServerCredentials) -> LocalIdentity:
+        """The account behind `credentials`; InvalidAuth for an unknown name or a wrong password."""
+        account = self._names.get(credentials.authcid)
+        if account is None or not credentials.verify(ClearIdentity(credentials.authcid, self._password)):
+            await asyncio.sleep(self.config.invalid_user_sleep)
+            raise InvalidAuth()
+        return LocalIdentity(account, self)
+
+    async def authorize(self, authenticated: IdentityInterface, authzid: str) -> IdentityInterface:
+        """No one acts for anyone else."""
+        if authzid and authzid not in (authenticated.name, *self._names_of(authenticated.name)):
+            raise AuthorizationFailure()
+        return authenticated
+
+    def _names_of(self, account: str) -> list[str]:
+        return [login for login, name in self._names.items() if name == account]
+
+    @asynccontextmanager
+    async def session_for(self, account: str) -> AsyncIterator[ServeSession]:
+        """A session over a new provider connection of `account`, closed with the session."""
+        opener, closer = self._opener
+        provider = await _off_loop(opener, account)
+        try:
+            delimiter, _ = await _off_loop(provider.folders)
+            yield ServeSession(account, self.config, FolderSet(provider, delimiter, self._poll_seconds))
+        finally:
+            await asyncio.to_thread(closer, provider)
+
+
+class LocalIdentity(IdentityInterface):
+    """A logged-in local client: the account it reads."""
+
+    def __init__(self, account: str, login: LocalLogin) -> None:
+        self._account = account
+        self._login = login
+
+    @property
+    def name(self) -> str:
+        """The account's name."""
+        return self._account
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """No roles: nobody administers this server."""
+        return frozenset()
+
+    def new_session(self) -> AbstractAsyncContextManager[ServeSession]:
+        """A session over a fresh provider connection."""
+        return self._login.session_for(self._account)
+
+    async def new_token(self, *, expiration: dt.datetime | None = None) -> str | None:
+        """No tokens are given out."""
+        return None
+
+    async def get(self) -> UserMetadata:
+        """The identity's metadata (its name)."""
+        return UserMetadata(self._login.config, self._account)
+
+    async def set(self, metadata: UserMetadata) -> int | None:
+        """Users are the configured accounts: none is changed from here."""
+        raise NotAllowedError()
+
+    async def delete(self) -> None:
+        """Users are the configured accounts: none is deleted from here."""
+        raise NotAllowedError()

@@ -1,0 +1,185 @@
+"""Running `imapcrypt serve`: pymap's IMAP server on 127.0.0.1 only, in an asyncio loop of its own thread.
+
+Each configured account is a login name (its `name`, or its `username`) with the one local password.
+Every client session opens its own provider connection and closes it when the client logs out.
+Loopback is not a setting: a client on another interface cannot reach the server at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import threading
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from proxyprotocol.reader import ProxyProtocolReader
+from pymap.imap import IMAPServer
+
+from imapcrypt.config.model import Account, Config
+from imapcrypt.errors import ConfigError, ImapcryptError
+from imapcrypt.openpgp.gnupg import GnuPG
+from imapcrypt.secrets import id_secret
+from imapcrypt.serve.backend import LocalLogin, ServeConfig
+from imapcrypt.serve.cache import DEFAULT_CACHE_BYTES, OriginalCache
+from imapcrypt.serve.provider import Provider
+from imapcrypt.wiring import account_passphrase, open_session, ready_to_encrypt
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_PORT = 1143
+DEFAULT_POLL_SECONDS = 10.0
+# A wrong password costs the guesser a second; the only one who knows the right one is local anyway.
+WRONG_PASSWORD_PAUSE = 1.0
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the server runs: its port (0: any free one), how often IDLE asks the provider, the memory
+    kept for decrypted messages, and the pause after a wrong password."""
+
+    port: int = DEFAULT_PORT
+    poll_seconds: float = DEFAULT_POLL_SECONDS
+    cache_bytes: int = DEFAULT_CACHE_BYTES
+    wrong_password_pause: float = WRONG_PASSWORD_PAUSE
+
+
+def login_names(accounts: tuple[Account, ...]) -> dict[str, str]:
+    """Login name -> account name: each account's name, and its user name where that is unambiguous."""
+    names = {a.name: a.name for a in accounts}
+    usernames = [a.username for a in accounts]
+    for account in accounts:
+        if usernames.count(account.username) == 1:
+            names.setdefault(account.username, account.name)
+    return names
+
+
+class LocalServer:
+    """`imapcrypt serve` for every account of `config`, with the local `password`."""
+
+    def __init__(self, config: Config, password: str, settings: ServeSettings | None = None) -> None:
+        if not config.accounts:
+            raise ConfigError("there is no account to serve", "add one with `imapcrypt init`")
+        self.config = config
+        self.settings = settings or ServeSettings()
+        self.password = password
+        self.port = 0
+        self.addresses: list[tuple[str, int]] = []  # where it listens: for `serve` to print, tests to check
+        self.cache = OriginalCache(self.settings.cache_bytes)
+        self._accounts = {a.name: a for a in config.accounts}
+        self._gpg = GnuPG(config.gnupg_home)
+        self._id_secret = b""
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        # Provider connections of clients still connected: closed at stop() whatever the loop did.
+        self._providers: set[Provider] = set()
+        self._providers_lock = threading.Lock()
+
+    def open_provider(self, name: str) -> Provider:
+        """A new provider connection for the account `name` (runs in a worker thread)."""
+        account = self._accounts[name]
+        session = open_session(account)
+        provider = Provider(
+            account,
+            session,
+            self._gpg,
+            self._id_secret,
+            cache=self.cache,
+            passphrase=lambda: account_passphrase(account),
+        )
+        with self._providers_lock:
+            self._providers.add(provider)
+        return provider
+
+    def close_provider(self, provider: Provider) -> None:
+        """Log out of a provider connection whose client is gone (runs in a worker thread)."""
+        with self._providers_lock:
+            if provider not in self._providers:
+                return
+            self._providers.discard(provider)
+        provider.close()
+
+    def start(self, timeout: float = 30.0) -> LocalServer:
+        """Check every account can seal (as `run` does), then listen; return once it accepts clients."""
+        for account in self.config.accounts:
+            ready_to_encrypt(self.config, account)
+        self._id_secret = id_secret(self.config.data_dir)
+        self._thread = threading.Thread(target=self._run, name="imapcrypt-serve", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._failure is not None:
+            failure = self._failure
+            self.stop()
+            if isinstance(failure, ImapcryptError):
+                raise failure
+            raise ImapcryptError(
+                f"the local IMAP server did not start: {failure}", "choose another port with --port"
+            )
+        log.info("serving on %s:%d", LOOPBACK, self.port)
+        return self
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported to start(); the thread must not die silently
+            self._failure = exc
+            self._ready.set()
+
+    def _pymap_config(self) -> ServeConfig:
+        # pymap reads these from its own command line; only the ones it looks at are given.
+        args = argparse.Namespace(passlib_cfg=None, proxy_protocol=None, debug=False)
+        return ServeConfig(
+            args,
+            host=LOOPBACK,
+            port=self.settings.port,
+            tls_enabled=False,  # loopback only; LOGIN without STARTTLS is what local clients expect
+            invalid_user_sleep=self.settings.wrong_password_pause,
+            reject_dnsbl=False,
+            admin_key=secrets.token_bytes(32),
+        )
+
+    async def _serve(self) -> None:
+        config = self._pymap_config()
+        config.apply_context()
+        login = LocalLogin(
+            config,
+            login_names(self.config.accounts),
+            self.password,
+            (self.open_provider, self.close_provider),
+            self.settings.poll_seconds,
+        )
+        handler = ProxyProtocolReader(config.proxy_protocol).get_callback(IMAPServer(login, config))
+        async with AsyncExitStack() as stack:
+            server = await asyncio.start_server(handler, host=LOOPBACK, port=self.settings.port)
+            await stack.enter_async_context(server)
+            serving = asyncio.create_task(server.serve_forever())
+            stack.callback(serving.cancel)
+            self.addresses = [sock.getsockname()[:2] for sock in server.sockets]
+            self.port = int(self.addresses[0][1])
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self._stop.wait()
+
+    def stop(self) -> None:
+        """Stop listening and wait for the server's thread."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._thread = None
+        with self._providers_lock:
+            left = list(self._providers)
+        for provider in left:
+            self.close_provider(provider)
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,261 @@
+"""`imapcrypt serve` (docs/serve.md) against the real Dovecot and real GnuPG, spoken to with Python's
+imaplib: what a mail client sees is the original mail, and what it does reaches the provider's copy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.parser
+import email.policy
+import imaplib
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from imapcrypt.message import envelope
+from imapcrypt.serve.server import LOOPBACK, LocalServer, ServeSettings
+from tests.fixtures.corpus import SUBJECT_MARK, Seed, varied_seeds
+from tests.fixtures.engine import Rig
+from tests.fixtures.waiting import wait_for
+
+PASSWORD = "local-serve-pw"  # the test's local password: what `serve_password` would hand out
+
+
+@dataclass
+class Served:
+    """An encrypted test mailbox and the local server in front of it."""
+
+    rig: Rig
+    seeds: list[Seed]
+    server: LocalServer
+
+    def client(self, password: str = PASSWORD) -> imaplib.IMAP4:
+        """A logged-in imaplib client of the local server (the test logs out)."""
+        client = imaplib.IMAP4(LOOPBACK, self.server.port, timeout=60)
+        client.login(self.rig.account.name, password)
+        return client
+
+    def restart(self) -> None:
+        """Stop the server and start a new one on the same port, as after a reboot."""
+        port = self.server.port
+        self.server.stop()
+        self.server = LocalServer(self.rig.config(), PASSWORD, _settings(port)).start()
+
+
+def _settings(port: int = 0) -> ServeSettings:
+    return ServeSettings(port=port, poll_seconds=0.1, wrong_password_pause=0.0)
+
+
+def encrypted_rig(rig: Rig, count: int) -> list[Seed]:
+    """Seed `count` varied messages and let the engine encrypt them all."""
+    seeds = varied_seeds(count, seed=18)
+    rig.mailbox.seed(seeds)
+    with rig.engine() as engine:
+        report = engine.encrypt_folder("INBOX", backlog=True)
+    assert report.encrypted == count
+    return seeds
+
+
+@pytest.fixture
+def served(rig: Rig) -> Iterator[Served]:
+    """Four encrypted messages behind a running local server."""
+    seeds = encrypted_rig(rig, 4)
+    server = LocalServer(rig.config(), PASSWORD, _settings()).start()
+    holder = Served(rig, seeds, server)
+    yield holder
+    holder.server.stop()
+
+
+def ok(answer: tuple[str, list[object]]) -> list[object]:
+    """The data of an OK answer (a NO or BAD fails the test)."""
+    status, data = answer
+    assert status == "OK", data
+    return data
+
+
+def fetched(client: imaplib.IMAP4, uid: int, item: str) -> bytes:
+    """The literal of one FETCH item of `uid`."""
+    data = ok(client.uid("FETCH", str(uid), item))
+    literal = next(part for part in data if isinstance(part, tuple))
+    return bytes(literal[1])
+
+
+def provider_uids(rig: Rig) -> list[int]:
+    return [m.uid for m in rig.mailbox.state()]
+
+
+def original_by_uid(served: Served) -> dict[int, bytes]:
+    """The provider's copies, opened with the test key: UID -> original bytes."""
+    gpg = served.rig.gpg
+    return {m.uid: envelope.restore(m.body, gpg) for m in served.rig.mailbox.state()}
+
+
+def test_a_wrong_password_or_unknown_name_is_refused(served: Served) -> None:
+    for name, password in ((served.rig.account.name, "not-the-password"), ("someone-else", PASSWORD)):
+        client = imaplib.IMAP4(LOOPBACK, served.server.port, timeout=30)
+        with pytest.raises(imaplib.IMAP4.error, match="Invalid authentication"):
+            client.login(name, password)
+        client.shutdown()
+    client = served.client()
+    assert client.state == "AUTH"
+    client.logout()
+
+
+def test_it_listens_on_loopback_only(served: Served) -> None:
+    assert served.server.addresses == [(LOOPBACK, served.server.port)]
+    # Another address of this machine (its own name's, else a loopback alias that is not 127.0.0.1)
+    # finds nothing there.
+    other = next(
+        (
+            a
+            for a in {i[4][0] for i in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+            if a != LOOPBACK
+        ),
+        "127.0.0.2",
+    )
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection((other, served.server.port), timeout=5),
+    ):
+        pass
+
+
+def test_folders_uids_and_uidvalidity_are_the_providers(served: Served) -> None:
+    client = served.client()
+    listing = b"\n".join(x for x in ok(client.list()) if isinstance(x, bytes))
+    assert b"INBOX" in listing
+    ok(client.select("INBOX"))
+    uids = [int(u) for u in ok(client.uid("SEARCH", "ALL"))[0].split()]  # type: ignore[union-attr]
+    assert uids == provider_uids(served.rig)
+    validity = client.response("UIDVALIDITY")[1][0]
+    with served.rig.mailbox.client() as direct:
+        expected = direct.select_folder("INBOX")[b"UIDVALIDITY"]
+    assert int(validity) == expected  # type: ignore[arg-type]
+    client.logout()
+
+
+def test_fetch_shows_each_encrypted_copy_as_its_original(served: Served) -> None:
+    originals = original_by_uid(served)
+    stored = {m.uid: m for m in served.rig.mailbox.state()}
+    client = served.client()
+    ok(client.select("INBOX"))
+    for uid, original in originals.items():
+        assert fetched(client, uid, "(BODY.PEEK[])") == original
+        header_end = original.index(b"\r\n\r\n") + 4
+        assert fetched(client, uid, "(BODY.PEEK[HEADER])") == original[:header_end]
+        items = "(FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)"
+        meta = b" ".join(
+            part if isinstance(part, bytes) else part[0] for part in ok(client.uid("FETCH", str(uid), items))
+        )
+        subject = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(original)["Subject"]
+        assert SUBJECT_MARK in subject
+        assert f'"{subject}"'.encode() in meta  # ENVELOPE carries the real subject, not "[...]"
+        assert f"RFC822.SIZE {len(original)}".encode() in meta
+        assert b"multipart/encrypted" not in meta.lower()  # BODYSTRUCTURE is the original's
+        expected_flags = sorted(f.decode() for f in stored[uid].flags)
+        flags = re.search(rb"FLAGS \(([^)]*)\)", meta)
+        assert flags is not None
+        assert sorted(flags.group(1).decode().split()) == expected_flags
+        when = imaplib.Internaldate2tuple(meta)
+        assert when is not None
+        assert dt.datetime(*when[:6], tzinfo=dt.UTC).timestamp() == pytest.approx(  # type: ignore[misc]
+            stored[uid].internaldate.timestamp(), abs=86400
+        )
+    client.logout()
+
+
+def test_uids_stay_the_same_across_sessions_and_a_restart(served: Served) -> None:
+    def uids_and_subjects() -> list[tuple[int, bytes]]:
+        client = served.client()
+        ok(client.select("INBOX", readonly=True))
+        data = ok(client.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])"))
+        client.logout()
+        return [
+            (int(re.search(rb"UID (\d+)", part[0]).group(1)), part[1])  # type: ignore[union-attr]
+            for part in data
+            if isinstance(part, tuple)
+        ]
+
+    first = uids_and_subjects()
+    assert len(first) == len(served.seeds)
+    assert all(SUBJECT_MARK.encode() in subject for _, subject in first)
+    assert uids_and_subjects() == first
+    served.restart()
+    assert uids_and_subjects() == first
+
+
+def test_store_reaches_the_providers_copy(served: Served) -> None:
+    uid = provider_uids(served.rig)[0]
+    client = served.client()
+    ok(client.select("INBOX"))
+    ok(client.uid("STORE", str(uid), "+FLAGS", r"(\Flagged $Important)"))
+    after = {m.uid: m.flags for m in served.rig.mailbox.state()}
+    assert {b"\\Flagged", b"$Important"} <= after[uid]
+    ok(client.uid("STORE", str(uid), "-FLAGS", r"(\Flagged)"))
+    assert b"\\Flagged" not in {m.uid: m.flags for m in served.rig.mailbox.state()}[uid]
+    client.logout()
+
+
+def test_an_appended_draft_reaches_the_provider_encrypted(served: Served) -> None:
+    draft = (
+        b"From: me@example.net\r\nTo: friend@example.org\r\nSubject: Draft about the kiwi plan\r\n"
+        b"Date: Mon, 02 Sep 2024 10:00:00 +0000\r\nMessage-ID: <draft1@example.net>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSecret draft words.\r\n"
+    )
+    served.rig.mailbox.append(b"From: x@example.org\r\nSubject: make\r\n\r\nx\r\n", folder="Drafts")
+    client = served.client()
+    ok(client.append("Drafts", r"(\Draft \Seen)", imaplib.Time2Internaldate(1725271200), draft))
+    stored = served.rig.mailbox.state("Drafts")[-1]
+    assert envelope.classify(stored.body) is envelope.Kind.OURS
+    assert b"kiwi plan" not in stored.body
+    assert b"Secret draft words" not in stored.body
+    assert envelope.restore(stored.body, served.rig.gpg) == draft
+    assert stored.flags == {b"\\Draft", b"\\Seen"}
+    ok(client.select("Drafts"))
+    assert fetched(client, stored.uid, "(BODY.PEEK[])") == draft
+    client.logout()
+
+
+def test_idle_announces_new_mail(served: Served) -> None:
+    client = served.client()
+    ok(client.select("INBOX"))
+    before = len(served.seeds)
+    tag = client._new_tag().decode()  # imaplib has no IDLE: speak it on its socket
+    client.send(f"{tag} IDLE\r\n".encode())
+    assert client.readline().startswith(b"+")
+    arrived = threading.Event()
+
+    def deliver() -> None:
+        served.rig.mailbox.append(b"From: a@example.org\r\nSubject: new one\r\n\r\nhello\r\n")
+        arrived.set()
+
+    threading.Thread(target=deliver).start()
+    line = wait_for(client.readline, 30, "an untagged answer during IDLE")
+    while b"EXISTS" not in line:
+        line = client.readline()
+    assert line.strip() == f"* {before + 1} EXISTS".encode()
+    assert arrived.wait(10)
+    client.send(b"DONE\r\n")
+    while not client.readline().startswith(tag.encode()):
+        pass
+    client.logout()
+
+
+def test_a_copy_that_does_not_decrypt_is_shown_as_itself_with_a_note(served: Served) -> None:
+    stored = served.rig.mailbox.state()[0]
+    # Damage the ciphertext inside the armor: it is still marked as ours, but gpg cannot open it.
+    start = stored.body.index(b"-----BEGIN PGP MESSAGE-----")
+    body_line = stored.body.index(b"\r\n\r\n", start) + 4
+    damaged = stored.body[:body_line] + b"AAAA" * 20 + stored.body[body_line + 80 :]
+    uid = served.rig.mailbox.append(damaged, when=stored.internaldate)
+    client = served.client()
+    ok(client.select("INBOX"))
+    shown = fetched(client, uid, "(BODY.PEEK[])")
+    assert shown.startswith(b"X-Imapcrypt-Note: imapcrypt could not decrypt this message")
+    assert shown.endswith(damaged)
+    # The server is still there for the next command.
+    assert fetched(client, stored.uid, "(BODY.PEEK[])") == envelope.restore(stored.body, served.rig.gpg)
+    client.logout()
