@@ -62,11 +62,11 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(BIN)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[serve]'
 	touch $@
 
 $(BIN)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,bundle]'
+	$(BIN)/pip install --quiet -e '.[dev,bundle,serve]'
 	touch $@ $(BIN)/.installed-run $(BIN)/.installed-bundle
 
 $(BIN)/.installed-bundle: pyproject.toml | $(BIN)/python

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imapcrypt import __version__
-from imapcrypt.cli import demo, doctor, init, keys, mail
+from imapcrypt.cli import demo, doctor, init, keys, mail, serve
 from imapcrypt.errors import ImapcryptError
 from imapcrypt.logs import default_log_file, setup_logging
 
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.register(subparsers)
     doctor.register(subparsers)
     demo.register(subparsers)
+    serve.register(subparsers)
     return parser
 
 

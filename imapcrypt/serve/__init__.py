@@ -5,3 +5,6 @@ on demand, sealing what a client appends), `backend` adapts it to pymap's backen
 runs pymap's IMAP server on loopback, `password` is the local password and `cache` keeps decrypted
 messages in memory only, bounded.
 """
+
+# Not 143: that one needs root, and a provider's own local proxy may already have it.
+DEFAULT_PORT = 1143

@@ -22,6 +22,7 @@ from imapcrypt.config.model import Account, Config
 from imapcrypt.errors import ConfigError, ImapcryptError
 from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.secrets import id_secret
+from imapcrypt.serve import DEFAULT_PORT
 from imapcrypt.serve.backend import LocalLogin, ServeConfig
 from imapcrypt.serve.cache import DEFAULT_CACHE_BYTES, OriginalCache
 from imapcrypt.serve.provider import Provider
@@ -30,7 +31,6 @@ from imapcrypt.wiring import account_passphrase, open_session, ready_to_encrypt
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
-DEFAULT_PORT = 1143
 DEFAULT_POLL_SECONDS = 10.0
 # A wrong password costs the guesser a second; the only one who knows the right one is local anyway.
 WRONG_PASSWORD_PAUSE = 1.0
