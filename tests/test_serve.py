@@ -259,3 +259,27 @@ def test_a_copy_that_does_not_decrypt_is_shown_as_itself_with_a_note(served: Ser
     # The server is still there for the next command.
     assert fetched(client, stored.uid, "(BODY.PEEK[])") == envelope.restore(stored.body, served.rig.gpg)
     client.logout()
+
+
+def test_move_copy_and_expunge_act_on_the_providers_copies(served: Served) -> None:
+    first, second, third, *_ = provider_uids(served.rig)
+    bodies = {m.uid: m.body for m in served.rig.mailbox.state()}
+    served.rig.mailbox.append(b"From: x@example.org\r\nSubject: make\r\n\r\nx\r\n", folder="Archive")
+    client = served.client()
+    ok(client.select("INBOX"))
+    ok(client.uid("MOVE", str(first), "Archive"))
+    ok(client.uid("COPY", str(second), "Archive"))
+    ok(client.uid("STORE", str(third), "+FLAGS.SILENT", r"(\Deleted)"))
+    ok(client.expunge())
+    inbox = {m.uid: m.body for m in served.rig.mailbox.state()}
+    archive = [m.body for m in served.rig.mailbox.state("Archive")]
+    assert first not in inbox
+    assert third not in inbox
+    assert inbox[second] == bodies[second]
+    # What moved and was copied is the encrypted copy itself, byte for byte: nothing was decrypted.
+    assert bodies[first] in archive
+    assert bodies[second] in archive
+    # The client's own view follows: the moved and expunged messages are gone from INBOX.
+    uids = [int(u) for u in ok(client.uid("SEARCH", "ALL"))[0].split()]  # type: ignore[union-attr]
+    assert uids == sorted(inbox)
+    client.logout()

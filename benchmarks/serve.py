@@ -1,0 +1,86 @@
+"""Opening a folder through `imapcrypt serve`: SELECT, then FETCH (UID FLAGS ENVELOPE) of every message.
+
+Seeds N messages into a fresh Dovecot account, lets the engine encrypt them, and times, side by side:
+  - direct:     the same commands straight to Dovecot (subjects are "[...]": the floor, nothing decrypted)
+  - serve-cold: through `serve`, first open (every message fetched and decrypted)
+  - serve-warm: through `serve` again, in a new session (decrypted messages come from the memory cache)
+
+    .venv/bin/python -m benchmarks.serve [--messages 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import imaplib
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+
+from imapcrypt.serve.server import LocalServer, ServeSettings
+from tests.fixtures.corpus import varied_seeds
+from tests.fixtures.dovecot import start_dovecot
+from tests.fixtures.engine import make_rig
+from tests.fixtures.gnupg_home import make_gnupg_home, remove_gnupg_home
+from tests.fixtures.mailbox import Mailbox
+
+
+def open_folder(port: int, user: str, password: str, expected: int) -> float:
+    """Seconds for LOGIN, SELECT INBOX and UID FETCH 1:* (FLAGS ENVELOPE); checks the count."""
+    started = time.perf_counter()
+    client = imaplib.IMAP4("127.0.0.1", port, timeout=600)
+    client.login(user, password)
+    client.select("INBOX", readonly=True)
+    status, data = client.uid("FETCH", "1:*", "(FLAGS ENVELOPE)")
+    elapsed = time.perf_counter() - started
+    client.logout()
+    got = sum(1 for part in data if part and b"ENVELOPE" in (part if isinstance(part, bytes) else part[0]))
+    assert status == "OK", data
+    assert got == expected, (got, expected)
+    return elapsed
+
+
+def _report(label: str, seconds: float, count: int, direct: float) -> None:
+    print(f"  {label:<11} {seconds:7.2f} s  {count / seconds:7.1f} msgs/s  x{seconds / direct:.1f} direct")
+
+
+def main() -> None:
+    """Seed, encrypt, and time the three ways of opening the folder."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=1000)
+    args = parser.parse_args()
+    seeds = varied_seeds(args.messages, seed=7)
+    server = start_dovecot()
+    home = make_gnupg_home()
+    scratch = Path(tempfile.mkdtemp(prefix="imapcrypt-bench-"))
+    try:
+        user, password = server.new_user()
+        mailbox = Mailbox(server, user, password)
+        mailbox.seed(seeds)
+        rig = make_rig(mailbox, home, scratch).with_policy(batch_size=100)
+        with rig.engine() as engine:
+            assert engine.encrypt_folder("INBOX", backlog=True).encrypted == len(seeds)
+        size = sum(len(s.raw) for s in seeds)
+        print(f"{args.messages} encrypted messages ({size / 1e6:.1f} MB of originals), {os.cpu_count()} CPUs")
+        direct = open_folder(server.port, user, password, len(seeds))
+        print(f"  {'direct':<11} {direct:7.2f} s")
+        local = "local-pw"
+        with LocalServer(rig.config(), local, ServeSettings(port=0)) as serve:
+            cold = open_folder(serve.port, rig.account.name, local, len(seeds))
+            _report("serve-cold", cold, len(seeds), direct)
+            warm = open_folder(serve.port, rig.account.name, local, len(seeds))
+            _report("serve-warm", warm, len(seeds), direct)
+    finally:
+        server.stop()
+        remove_gnupg_home(home)
+        shutil.rmtree(server.root, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
