@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # System packages the tests need: a real IMAP server, a real GnuPG, Sequoia for the interoperability
-# tests, and the shared libraries Qt needs on a machine without a desktop.
+# tests, neomutt in tmux (a real mail client through `imapcrypt serve`),
+# and the shared libraries Qt needs on a machine without a desktop.
 TEST_DEBS := dovecot-imapd gnupg sq neomutt tmux xvfb libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 \
              libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 $(SERVER_DEBS)
 # The other IMAP servers run unpacked, never installed (they conflict with dovecot-imapd; see
