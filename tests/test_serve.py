@@ -283,3 +283,35 @@ def test_move_copy_and_expunge_act_on_the_providers_copies(served: Served) -> No
     uids = [int(u) for u in ok(client.uid("SEARCH", "ALL"))[0].split()]  # type: ignore[union-attr]
     assert uids == sorted(inbox)
     client.logout()
+
+
+def test_search_finds_words_in_decrypted_subjects_and_bodies(served: Served) -> None:
+    originals = original_by_uid(served)
+    by_index = {
+        int(re.search(rb"Zebra (\d+)", raw).group(1)): uid  # type: ignore[union-attr]
+        for uid, raw in originals.items()
+    }
+    client = served.client()
+    ok(client.select("INBOX"))
+
+    def search(*criteria: str) -> list[int]:
+        return [int(u) for u in ok(client.uid("SEARCH", *criteria))[0].split()]  # type: ignore[union-attr]
+
+    assert search("SUBJECT", f'"{SUBJECT_MARK} 2"') == [by_index[2]]
+    assert search("BODY", '"number 1."') == [by_index[1]]
+    assert search("FROM", '"sender3@example.org"') == [by_index[3]]
+    assert search("TEXT", '"kiwi-mango"') == sorted(originals)
+    assert search("SUBJECT", '"[...]"') == []  # the provider's outer subject is never what is searched
+    client.logout()
+
+
+def test_fetching_a_body_marks_the_providers_copy_seen(served: Served) -> None:
+    unseen = [m.uid for m in served.rig.mailbox.state() if b"\\Seen" not in m.flags]
+    if not unseen:
+        served.rig.mailbox.append(b"From: a@example.org\r\nSubject: unread\r\n\r\nhello\r\n")
+        unseen = [m.uid for m in served.rig.mailbox.state() if b"\\Seen" not in m.flags]
+    client = served.client()
+    ok(client.select("INBOX"))
+    fetched(client, unseen[0], "(BODY[])")  # not PEEK: reading it marks it read
+    assert b"\\Seen" in {m.uid: m.flags for m in served.rig.mailbox.state()}[unseen[0]]
+    client.logout()

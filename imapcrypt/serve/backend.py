@@ -228,6 +228,15 @@ class FolderData(MailboxDataInterface[ServedMessage]):
             await _off_loop(self._provider.move, self.name, uids, destination)
             self._changed_by_us = True
 
+    async def find(
+        self, seq_set: SequenceSet, selected: SelectedMailbox
+    ) -> AsyncIterator[tuple[int, ServedMessage]]:
+        """The messages of `seq_set`; a SEARCH that needs their content decrypts ahead along them."""
+        found = list(selected.messages.get_all(seq_set))
+        self.read_ahead([cached.uid for _, cached in found])
+        for seq, cached in found:
+            yield seq, await self.get(cached.uid, cached)
+
     async def get(self, uid: int, cached_msg: CachedMessage) -> ServedMessage:
         """The message `uid` as last seen at the provider, or marked expunged if it is gone."""
         found = self._messages.get(uid)
