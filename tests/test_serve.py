@@ -19,6 +19,7 @@ from imapcrypt.message import envelope
 from imapcrypt.serve.server import LOOPBACK, LocalServer, ServeSettings
 from tests.fixtures.corpus import SUBJECT_MARK, Seed, varied_seeds
 from tests.fixtures.engine import Rig
+from tests.fixtures.proxy import FaultProxy
 from tests.fixtures.waiting import wait_for
 
 PASSWORD = "local-serve-pw"  # the test's local password: what `serve_password` would hand out
@@ -315,3 +316,19 @@ def test_fetching_a_body_marks_the_providers_copy_seen(served: Served) -> None:
     fetched(client, unseen[0], "(BODY[])")  # not PEEK: reading it marks it read
     assert b"\\Seen" in {m.uid: m.flags for m in served.rig.mailbox.state()}[unseen[0]]
     client.logout()
+
+
+def test_a_dropped_provider_connection_is_opened_again(rig: Rig, fault_proxy: FaultProxy) -> None:
+    encrypted_rig(rig, 2)
+    behind = rig.at_port(fault_proxy.port)
+    with LocalServer(behind.config(), PASSWORD, _settings()) as server:
+        client = imaplib.IMAP4(LOOPBACK, server.port, timeout=60)
+        client.login(rig.account.name, PASSWORD)
+        ok(client.select("INBOX"))
+        opened = fault_proxy.connections_accepted
+        assert fault_proxy.cut_all() >= 1  # the provider drops the connection (an idle timeout, say)
+        uids = [int(u) for u in ok(client.uid("SEARCH", "ALL"))[0].split()]  # type: ignore[union-attr]
+        assert uids == provider_uids(rig)
+        assert SUBJECT_MARK.encode() in fetched(client, uids[0], "(BODY.PEEK[])")
+        assert fault_proxy.connections_accepted == opened + 1  # one new provider connection, no more
+        client.logout()

@@ -16,10 +16,11 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from imapcrypt.config.model import Account
 from imapcrypt.engine import seal_for
-from imapcrypt.errors import ImapcryptError
+from imapcrypt.errors import ImapcryptError, TransientError
 from imapcrypt.imap.removers import uses_gmail
 from imapcrypt.imap.session import Session
 from imapcrypt.message import envelope
@@ -27,6 +28,7 @@ from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.serve.cache import OriginalCache
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NOTE_HEADER = "X-Imapcrypt-Note"
 # gpg runs as one process per message: a few at once open a folder faster without starving the machine.
@@ -74,12 +76,17 @@ def shown(raw: bytes, gpg: GnuPG, passphrase: str | None) -> bytes:
 
 
 class Provider:
-    """One provider connection of an account, shared by the threads of one local client session."""
+    """One provider connection of an account, shared by the threads of one local client session.
+
+    A connection the provider dropped (an idle timeout, a network change) is opened again: a read is
+    retried once on the new connection, a change is not (it may have happened) and fails with the
+    error, for the client to retry.
+    """
 
     def __init__(
         self,
         account: Account,
-        session: Session,
+        connect: Callable[[], Session],
         gpg: GnuPG,
         id_secret: bytes,
         *,
@@ -87,24 +94,45 @@ class Provider:
         passphrase: Callable[[], str | None],
     ) -> None:
         self.account = account
-        self.session = session
         self.gpg = gpg
         self.id_secret = id_secret
         self.cache = cache
+        self.reconnects = 0  # how often a dropped connection was opened again (for tests and logs)
+        self._connect = connect
+        self._session: Session | None = connect()
+        self._gmail = uses_gmail(self._session, account.profile)
         self._passphrase_source = passphrase
         self._passphrase: str | None = None
         self._passphrase_asked = False
         self._lock = threading.Lock()
-        self._gmail = uses_gmail(session, account.profile)
 
     def close(self) -> None:
         """Log out of the provider."""
         with self._lock:
-            self.session.logout()
+            if self._session is not None:
+                self._session.logout()
+                self._session = None
 
-    def _select(self, folder: str) -> None:
-        if self.session.selected != folder:
-            self.session.select(folder)
+    def _run(self, work: Callable[[Session], T], *, retry: bool) -> T:
+        with self._lock:
+            for attempt in (1, 2):
+                if self._session is None:
+                    self._session = self._connect()
+                    self.reconnects += 1
+                    log.info("%s: provider connection opened again", self.account.name)
+                try:
+                    return work(self._session)
+                except TransientError:
+                    self._session.logout()  # closes what is left of it
+                    self._session = None
+                    if not retry or attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+    @staticmethod
+    def _select(session: Session, folder: str) -> None:
+        if session.selected != folder:
+            session.select(folder)
 
     def _passphrase_once(self) -> str | None:
         # Asked once per client session, and only when something needs decrypting.
@@ -116,37 +144,44 @@ class Provider:
     # -- folders -----------------------------------------------------------------------------------
     def folders(self) -> tuple[str, list[str]]:
         """The provider's hierarchy delimiter and every selectable folder's name."""
-        with self._lock:
-            return self.session.delimiter(), self.session.list_folders()
+        return self._run(lambda s: (s.delimiter(), s.list_folders()), retry=True)
 
     def create(self, folder: str) -> None:
         """Create `folder` at the provider."""
-        with self._lock:
-            self.session.create_folder(folder)
+        self._run(lambda s: s.create_folder(folder), retry=False)
 
     def delete(self, folder: str) -> None:
         """Delete `folder` at the provider."""
-        with self._lock:
-            if self.session.selected == folder:
-                self.session.selected = None
-            self.session.delete_folder(folder)
+
+        def delete(session: Session) -> None:
+            if session.selected == folder:
+                session.selected = None
+            session.delete_folder(folder)
+
+        self._run(delete, retry=False)
 
     def rename(self, folder: str, new_name: str) -> None:
         """Rename `folder` at the provider."""
-        with self._lock:
-            self.session.rename_folder(folder, new_name)
-            self.session.selected = None
+
+        def rename(session: Session) -> None:
+            session.rename_folder(folder, new_name)
+            session.selected = None
+
+        self._run(rename, retry=False)
 
     def view(self, folder: str) -> FolderView:
         """`folder` as the provider has it now (SELECT, then flags, dates and sizes of all)."""
-        with self._lock:
-            status = self.session.select(folder)
-            found = self.session.fetch_all_flags() if status.exists else {}
-        entries = tuple(
-            Entry(uid, frozenset(f for f in flags if f.lower() != b"\\recent"), when, size)
-            for uid, (flags, when, size) in sorted(found.items())
-        )
-        return FolderView(folder, status.uidvalidity, status.uidnext, entries)
+
+        def look(session: Session) -> FolderView:
+            status = session.select(folder)
+            found = session.fetch_all_flags() if status.exists else {}
+            entries = tuple(
+                Entry(uid, frozenset(f for f in flags if f.lower() != b"\\recent"), when, size)
+                for uid, (flags, when, size) in sorted(found.items())
+            )
+            return FolderView(folder, status.uidvalidity, status.uidnext, entries)
+
+        return self._run(look, retry=True)
 
     # -- content -----------------------------------------------------------------------------------
     def originals(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> dict[int, bytes]:
@@ -163,9 +198,12 @@ class Provider:
                 result[uid] = held
         if not missing:
             return result
-        with self._lock:
-            self._select(folder)
-            stored = self.session.fetch_bodies(missing)
+
+        def fetch(session: Session) -> dict[int, bytes]:
+            self._select(session, folder)
+            return session.fetch_bodies(missing)
+
+        stored = self._run(fetch, retry=True)
         passphrase = self._passphrase_once()
         with ThreadPoolExecutor(DECRYPT_WORKERS, thread_name_prefix="imapcrypt-serve-open") as pool:
             opened = dict(
@@ -189,32 +227,46 @@ class Provider:
         self, folder: str, uids: Sequence[int], flags: Iterable[bytes], mode: str
     ) -> dict[int, frozenset[bytes]]:
         """STORE `flags` ("add", "remove" or "replace") on the provider's `uids`; their flags afterwards."""
-        with self._lock:
-            self._select(folder)
-            answer = self.session.store_flags(uids, list(flags), mode)
+        wanted = list(flags)
+
+        def store(session: Session) -> dict[int, tuple[bytes, ...]]:
+            self._select(session, folder)
+            return session.store_flags(uids, wanted, mode)
+
+        # Setting the same flags twice is harmless: a STORE is retried on a new connection.
+        answer = self._run(store, retry=True)
         return {uid: frozenset(f for f in found if f.lower() != b"\\recent") for uid, found in answer.items()}
 
     def expunge(self, folder: str, uids: Sequence[int]) -> None:
         """Expunge the provider's `uids` (marked \\Deleted by the client)."""
-        with self._lock:
-            self._select(folder)
-            self.session.expunge_uids(uids)
+
+        def expunge(session: Session) -> None:
+            self._select(session, folder)
+            session.expunge_uids(uids)
+
+        self._run(expunge, retry=False)
 
     def copy(self, folder: str, uids: Sequence[int], destination: str) -> None:
         """Copy the provider's `uids` (the encrypted copies themselves) to `destination`."""
-        with self._lock:
-            self._select(folder)
-            self.session.copy(uids, destination)
+
+        def copy(session: Session) -> None:
+            self._select(session, folder)
+            session.copy(uids, destination)
+
+        self._run(copy, retry=False)
 
     def move(self, folder: str, uids: Sequence[int], destination: str) -> None:
         """Move the provider's `uids` to `destination` (MOVE, else COPY, then delete exactly them)."""
-        with self._lock:
-            self._select(folder)
-            if self.session.can_move:
-                self.session.move(uids, destination)
+
+        def move(session: Session) -> None:
+            self._select(session, folder)
+            if session.can_move:
+                session.move(uids, destination)
             else:
-                self.session.copy(uids, destination)
-                self.session.delete_uids(uids)
+                session.copy(uids, destination)
+                session.delete_uids(uids)
+
+        self._run(move, retry=False)
 
     def append(self, folder: str, raw: bytes, flags: Iterable[bytes], when: dt.datetime) -> int | None:
         """Seal `raw` as the engine does and APPEND the sealed copy; its UID when the provider says it.
@@ -230,5 +282,5 @@ class Provider:
         stored = (
             seal_for(self.account, self.gpg, self.id_secret, raw, gmail=self._gmail).message if seal else raw
         )
-        with self._lock:
-            return self.session.append(folder, stored, flags, when)
+        kept = list(flags)
+        return self._run(lambda s: s.append(folder, stored, kept, when), retry=False)

@@ -84,10 +84,9 @@ class LocalServer:
     def open_provider(self, name: str) -> Provider:
         """A new provider connection for the account `name` (runs in a worker thread)."""
         account = self._accounts[name]
-        session = open_session(account)
         provider = Provider(
             account,
-            session,
+            lambda: open_session(account),
             self._gpg,
             self._id_secret,
             cache=self.cache,
