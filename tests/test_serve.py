@@ -9,6 +9,7 @@ import email.policy
 import imaplib
 import re
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -332,3 +333,27 @@ def test_a_dropped_provider_connection_is_opened_again(rig: Rig, fault_proxy: Fa
         assert SUBJECT_MARK.encode() in fetched(client, uids[0], "(BODY.PEEK[])")
         assert fault_proxy.connections_accepted == opened + 1  # one new provider connection, no more
         client.logout()
+
+
+def test_starttls_offers_tls_with_the_local_certificate(rig: Rig) -> None:
+    encrypted_rig(rig, 1)
+    settings = ServeSettings(port=0, poll_seconds=0.1, wrong_password_pause=0.0, starttls=True)
+    with LocalServer(rig.config(), PASSWORD, settings) as server:
+        cert = rig.data_dir / "serve-tls.pem"
+        assert (rig.data_dir / "serve-tls.key").stat().st_mode & 0o777 == 0o600
+        client = imaplib.IMAP4(LOOPBACK, server.port, timeout=60)
+        assert "STARTTLS" in client.capabilities
+        ok(client.starttls(ssl.create_default_context(cafile=str(cert))))  # verified: name and chain
+        client.login(rig.account.name, PASSWORD)
+        ok(client.select("INBOX"))
+        client.logout()
+        # On loopback pymap also lets a client log in without TLS: STARTTLS is for clients that insist.
+        plain = served_login(server.port, rig.account.name)
+        plain.logout()
+
+
+def served_login(port: int, name: str) -> imaplib.IMAP4:
+    """A client logged in without TLS."""
+    client = imaplib.IMAP4(LOOPBACK, port, timeout=60)
+    client.login(name, PASSWORD)
+    return client

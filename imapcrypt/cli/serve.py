@@ -27,7 +27,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:
         raise ConfigError("imapcrypt serve needs pymap, which is not installed", INSTALL_FIX) from None
 
-    server = LocalServer(config, password, ServeSettings(port=args.port)).start()
+    server = LocalServer(config, password, ServeSettings(port=args.port, starttls=args.starttls)).start()
+    if args.starttls:
+        certificate = config.data_dir / "serve-tls.pem"
+        print(f"STARTTLS offered with the certificate {certificate} (let the mail client trust it)")
     if file is not None:
         print(f"imapcrypt: no OS keyring: the local password is kept in {file} (readable only by you)")
     names = ", ".join(a.name for a in config.accounts)
@@ -55,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "serve", help="show the mailbox decrypted to any mail client: an IMAP server on 127.0.0.1"
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"the port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--starttls",
+        action="store_true",
+        help="also offer STARTTLS, with a certificate for 127.0.0.1 made once (<data dir>/serve-tls.pem)",
+    )
     parser.add_argument(
         "--show-password", action="store_true", help="print the local password for the mail client and exit"
     )

@@ -26,6 +26,7 @@ from imapcrypt.serve import DEFAULT_PORT
 from imapcrypt.serve.backend import LocalLogin, ServeConfig
 from imapcrypt.serve.cache import DEFAULT_CACHE_BYTES, OriginalCache
 from imapcrypt.serve.provider import Provider
+from imapcrypt.serve.tls import server_context
 from imapcrypt.wiring import account_passphrase, open_session, ready_to_encrypt
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,14 @@ WRONG_PASSWORD_PAUSE = 1.0
 @dataclass(frozen=True)
 class ServeSettings:
     """How the server runs: its port (0: any free one), how often IDLE asks the provider, the memory
-    kept for decrypted messages, and the pause after a wrong password."""
+    kept for decrypted messages, the pause after a wrong password, and whether clients must STARTTLS
+    (with the local certificate, serve/tls.py) before they may log in."""
 
     port: int = DEFAULT_PORT
     poll_seconds: float = DEFAULT_POLL_SECONDS
     cache_bytes: int = DEFAULT_CACHE_BYTES
     wrong_password_pause: float = WRONG_PASSWORD_PAUSE
+    starttls: bool = False
 
 
 def login_names(accounts: tuple[Account, ...]) -> dict[str, str]:
@@ -136,7 +139,10 @@ class LocalServer:
             args,
             host=LOOPBACK,
             port=self.settings.port,
-            tls_enabled=False,  # loopback only; LOGIN without STARTTLS is what local clients expect
+            # Without STARTTLS a loopback LOGIN in the clear is what local clients expect; with it,
+            # pymap refuses LOGIN until the client has started TLS.
+            tls_enabled=self.settings.starttls,
+            ssl_context=server_context(self.config.data_dir) if self.settings.starttls else None,
             invalid_user_sleep=self.settings.wrong_password_pause,
             reject_dnsbl=False,
             admin_key=secrets.token_bytes(32),
