@@ -51,6 +51,11 @@ def _keyring() -> keyring.backend.KeyringBackend:
     return backend
 
 
+def keyring_backend() -> keyring.backend.KeyringBackend:
+    """The OS keyring, refused (NoKeyringError) when it cannot hold secrets safely (keyring_problem)."""
+    return _keyring()
+
+
 def run_secret_command(command: str, what: str) -> str:
     """The first line a user's secret command prints (as `sh -c`, like mutt and aerc run them)."""
     try:

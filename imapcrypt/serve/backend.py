@@ -38,8 +38,9 @@ from pymap.message import BaseLoadedMessage, BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response.code import CopyUid
-from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
+from pymap.parsing.specials import FetchRequirement, ObjectId, SearchKey, SequenceSet
 from pymap.parsing.specials.flag import Flag, Recent, Seen, Wildcard, get_system_flags
+from pymap.search import SearchCriteriaSet, SearchParams
 from pymap.selected import SelectedMailbox, SelectedSet
 from pymap.token import AllTokens
 from pymap.user import UserMetadata
@@ -47,6 +48,7 @@ from pysasl.creds.server import ServerCredentials
 from pysasl.identity import ClearIdentity
 
 from imapcrypt.errors import ImapcryptError
+from imapcrypt.serve.index import COLUMNS, uids_matching
 from imapcrypt.serve.provider import FolderView, Provider
 
 P = ParamSpec("P")
@@ -58,6 +60,8 @@ READ_AHEAD_MESSAGES = 48
 READ_AHEAD_BYTES = 16 * 1024 * 1024
 # A view this young is good enough for the update after the command that made it (no change of ours).
 FRESH_SECONDS = 0.5
+# New mail a search decrypts and indexes on the spot; more than this, and the index is still being built.
+INDEX_CATCH_UP = 200
 _FLAG_MODES = {FlagOp.ADD: "add", FlagOp.DELETE: "remove", FlagOp.REPLACE: "replace"}
 
 
@@ -166,6 +170,21 @@ class FolderData(MailboxDataInterface[ServedMessage]):
                 await wait_on.wait(timeout=self.poll_seconds)
         selected.set_messages([self._messages[uid] for uid in sorted(self._messages)])
         return selected
+
+    async def indexed_matches(self, terms: Sequence[tuple[bytes, str]]) -> set[int] | None:
+        """UIDs whose text matches every (search key, words) of `terms`, from the search index; None
+        when there is no index or it is still being built for this folder. A few messages not yet
+        indexed (new mail) are decrypted and indexed first."""
+        index = self._provider.index
+        if index is None:
+            return None
+        where = (self._provider.account.name, self.name, self._view.uidvalidity)
+        missing = sorted(set(self._messages) - await _off_loop(index.indexed, *where))
+        if len(missing) > INDEX_CATCH_UP:
+            return None
+        if missing:
+            await _off_loop(self._provider.originals, self.name, self._view.uidvalidity, missing)
+        return await _off_loop(uids_matching, index, where, terms)
 
     def read_ahead(self, uids: Sequence[int]) -> None:
         """The UIDs a client is about to read, in order: content is decrypted in groups along them."""
@@ -410,6 +429,32 @@ class ServeSession(BaseSession[ServedMessage]):
             unseen = [cached.uid for _, cached in found if Seen not in cached.permanent_flags]
             await folder.update_many(unseen, frozenset({Seen}), FlagOp.ADD)
         messages = [(seq, await folder.get(cached.uid, cached)) for seq, cached in found]
+        return messages, await folder.update_selected(selected)
+
+    async def search_mailbox(
+        self, selected: SelectedMailbox, keys: frozenset[SearchKey]
+    ) -> tuple[Iterable[tuple[int, ServedMessage]], SelectedMailbox]:
+        """SEARCH: text keys (subject, from, to, cc, body, text) from the search index when it covers
+        the folder, the other keys by pymap on those candidates; without an index, pymap on the
+        decrypted messages."""
+        folder = await self._folder_of(selected)
+        answerable = frozenset(
+            k for k in keys if k.value in COLUMNS and not k.inverse and isinstance(k.filter, str)
+        )
+        terms = [(k.value, k.filter_str) for k in answerable]
+        candidates = await folder.indexed_matches(terms) if terms else None
+        if candidates is None:
+            return await super().search_mailbox(selected, keys)
+        rest = keys - answerable
+        search = SearchCriteriaSet(rest, SearchParams(selected, disabled=self.config.disable_search_keys))
+        requirement = FetchRequirement.reduce(key.requirement for key in rest)
+        found = [(seq, c) for seq, c in selected.messages.get_all(search.sequence_set) if c.uid in candidates]
+        folder.read_ahead([cached.uid for _, cached in found])
+        messages: list[tuple[int, ServedMessage]] = []
+        for seq, cached in found:
+            message = await folder.get(cached.uid, cached)
+            if search.matches(seq, message, await message.load_content(requirement)):
+                messages.append((seq, message))
         return messages, await folder.update_selected(selected)
 
     async def update_flags(

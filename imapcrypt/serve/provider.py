@@ -26,6 +26,7 @@ from imapcrypt.imap.session import Session
 from imapcrypt.message import envelope
 from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.serve.cache import OriginalCache
+from imapcrypt.serve.index import SearchIndex
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,11 +93,13 @@ class Provider:
         *,
         cache: OriginalCache,
         passphrase: Callable[[], str | None],
+        index: SearchIndex | None = None,
     ) -> None:
         self.account = account
         self.gpg = gpg
         self.id_secret = id_secret
         self.cache = cache
+        self.index = index
         self.reconnects = 0  # how often a dropped connection was opened again (for tests and logs)
         self._connect = connect
         self._session: Session | None = connect()
@@ -184,9 +187,12 @@ class Provider:
         return self._run(look, retry=True)
 
     # -- content -----------------------------------------------------------------------------------
-    def originals(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> dict[int, bytes]:
+    def originals(
+        self, folder: str, uidvalidity: int, uids: Sequence[int], *, keep: bool = True
+    ) -> dict[int, bytes]:
         """What a client is shown for `uids` (see `shown`), from the cache or fetched and decrypted
-        (several at once); UIDs gone from the provider are absent."""
+        (several at once); UIDs gone from the provider are absent. What is decrypted is added to the
+        search index (if there is one) and, with `keep`, to the memory cache."""
         key = (self.account.name, folder)
         result: dict[int, bytes] = {}
         missing: list[int] = []
@@ -218,7 +224,10 @@ class Provider:
                 log.warning(
                     "%s: uid %d in %s does not decrypt; shown as stored", self.account.name, uid, folder
                 )
-            self.cache.put((*key, uidvalidity, uid), original)
+            if keep:
+                self.cache.put((*key, uidvalidity, uid), original)
+            if self.index is not None:
+                self.index.add(self.account.name, folder, uidvalidity, uid, original)
             result[uid] = original
         return result
 

@@ -19,12 +19,14 @@ from proxyprotocol.reader import ProxyProtocolReader
 from pymap.imap import IMAPServer
 
 from imapcrypt.config.model import Account, Config
-from imapcrypt.errors import ConfigError, ImapcryptError
+from imapcrypt.errors import ConfigError, CredentialsError, ImapcryptError
 from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.secrets import id_secret
 from imapcrypt.serve import DEFAULT_PORT
 from imapcrypt.serve.backend import LocalLogin, ServeConfig
 from imapcrypt.serve.cache import DEFAULT_CACHE_BYTES, OriginalCache
+from imapcrypt.serve.index import SearchIndex, open_index
+from imapcrypt.serve.indexer import Indexer
 from imapcrypt.serve.provider import Provider
 from imapcrypt.serve.tls import server_context
 from imapcrypt.wiring import account_passphrase, open_session, ready_to_encrypt
@@ -35,19 +37,23 @@ LOOPBACK = "127.0.0.1"
 DEFAULT_POLL_SECONDS = 10.0
 # A wrong password costs the guesser a second; the only one who knows the right one is local anyway.
 WRONG_PASSWORD_PAUSE = 1.0
+# How often the search index looks for mail it has not indexed yet (mail a client reads is indexed at once).
+DEFAULT_INDEX_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
 class ServeSettings:
     """How the server runs: its port (0: any free one), how often IDLE asks the provider, the memory
-    kept for decrypted messages, the pause after a wrong password, and whether clients must STARTTLS
-    (with the local certificate, serve/tls.py) before they may log in."""
+    kept for decrypted messages, the pause after a wrong password, whether STARTTLS is offered (with the
+    local certificate, serve/tls.py), and whether (and how often) the search index is kept up to date."""
 
     port: int = DEFAULT_PORT
     poll_seconds: float = DEFAULT_POLL_SECONDS
     cache_bytes: int = DEFAULT_CACHE_BYTES
     wrong_password_pause: float = WRONG_PASSWORD_PAUSE
     starttls: bool = False
+    index: bool = True  # keep the search index (needs an OS keyring for its key)
+    index_seconds: float = DEFAULT_INDEX_SECONDS
 
 
 def login_names(accounts: tuple[Account, ...]) -> dict[str, str]:
@@ -80,6 +86,9 @@ class LocalServer:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._failure: BaseException | None = None
+        self.index: SearchIndex | None = None
+        self.index_problem: str | None = None  # why there is no index, for `serve` to say
+        self.indexer: Indexer | None = None
         # Provider connections of clients still connected: closed at stop() whatever the loop did.
         self._providers: set[Provider] = set()
         self._providers_lock = threading.Lock()
@@ -94,6 +103,7 @@ class LocalServer:
             self._id_secret,
             cache=self.cache,
             passphrase=lambda: account_passphrase(account),
+            index=self.index,
         )
         with self._providers_lock:
             self._providers.add(provider)
@@ -112,6 +122,12 @@ class LocalServer:
         for account in self.config.accounts:
             ready_to_encrypt(self.config, account)
         self._id_secret = id_secret(self.config.data_dir)
+        if self.settings.index:
+            try:
+                self.index = open_index(self.config.data_dir)
+            except CredentialsError as exc:
+                self.index_problem = str(exc)
+                log.warning("no search index: %s", exc)
         self._thread = threading.Thread(target=self._run, name="imapcrypt-serve", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout) or self._failure is not None:
@@ -123,6 +139,14 @@ class LocalServer:
                 f"the local IMAP server did not start: {failure}", "choose another port with --port"
             )
         log.info("serving on %s:%d", LOOPBACK, self.port)
+        if self.index is not None:
+            self.indexer = Indexer(
+                self.index,
+                [a.name for a in self.config.accounts],
+                (self.open_provider, self.close_provider),
+                self.settings.index_seconds,
+            )
+            self.indexer.start()
         return self
 
     def _run(self) -> None:
@@ -172,9 +196,13 @@ class LocalServer:
             await self._stop.wait()
 
     def stop(self) -> None:
-        """Stop listening and wait for the server's thread."""
+        """Stop the indexer, stop listening and wait for the server's thread (again: nothing to do)."""
+        if self.indexer is not None:
+            self.indexer.stop()
+            self.indexer = None
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
+            self._loop = None
         if self._thread is not None:
             self._thread.join(10)
         self._thread = None
@@ -182,6 +210,9 @@ class LocalServer:
             left = list(self._providers)
         for provider in left:
             self.close_provider(provider)
+        if self.index is not None:
+            self.index.close()
+            self.index = None
 
     def __enter__(self) -> LocalServer:
         return self.start()

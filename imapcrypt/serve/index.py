@@ -1,0 +1,212 @@
+"""The search index of `imapcrypt serve` (docs/serve.md#search): decrypted mail's text, encrypted at rest.
+
+One SQLCipher database in the data dir (`search/index.db`) whose key is in the OS keyring (entry
+`search-index-key`); there is no file fallback: a key lying next to the database would protect
+nothing, so without a keyring there is no index and SEARCH decrypts as it goes. The text of each
+message (subject, addresses, the plain text and the text of its HTML) sits in an FTS5 table with the
+trigram tokenizer, which answers IMAP's case-insensitive substring search from the index.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.parser
+import email.policy
+import secrets as random_source
+import threading
+from collections.abc import Iterable, Sequence
+from contextlib import suppress
+from pathlib import Path
+
+import keyring.errors
+import nh3
+import sqlcipher3
+
+from imapcrypt.errors import CredentialsError
+from imapcrypt.message.headers import decode_words
+from imapcrypt.secrets import SERVICE, keyring_backend
+
+KEY_ENTRY = "search-index-key"
+INDEX_FILE = Path("search") / "index.db"
+# IMAP search keys the index answers, and the columns each one looks in.
+COLUMNS = {
+    b"SUBJECT": ("subject",),
+    b"FROM": ("sender",),
+    b"TO": ("recipients",),
+    b"CC": ("recipients",),
+    b"BODY": ("body",),
+    b"TEXT": ("subject", "sender", "recipients", "body"),
+}
+_parser = email.parser.BytesParser(policy=email.policy.default)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL, folder TEXT NOT NULL, uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL,
+    UNIQUE (account, folder, uidvalidity, uid)
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS text USING fts5(subject, sender, recipients, body, tokenize='trigram');
+"""
+
+
+def index_key(create: bool) -> str | None:
+    """The index's key from the OS keyring (made when `create`); None if there is none yet.
+
+    Raises CredentialsError when there is no usable OS keyring.
+    """
+    try:
+        backend = keyring_backend()
+        key = backend.get_password(SERVICE, KEY_ENTRY)
+        if key is None and create:
+            key = random_source.token_hex(32)
+            backend.set_password(SERVICE, KEY_ENTRY, key)
+        return key
+    except keyring.errors.KeyringError:
+        raise CredentialsError(
+            "the search index needs an OS keyring for its key",
+            "run a Secret Service (e.g. gnome-keyring); until then SEARCH decrypts as it goes",
+        ) from None
+
+
+def _header(message: email.message.Message, *names: str) -> str:
+    return " ".join(decode_words(str(v)) for name in names for v in message.get_all(name, []))
+
+
+def _text(part: email.message.EmailMessage) -> str:
+    try:
+        content = part.get_content()
+    except (LookupError, ValueError):  # an unknown charset or a broken transfer encoding
+        payload = part.get_payload(decode=True)
+        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    return content if isinstance(content, str) else ""
+
+
+def extract(original: bytes) -> tuple[str, str, str, str]:
+    """Subject, sender, recipients and body text of a message, as a reader would see them."""
+    message = _parser.parsebytes(original)
+    bodies: list[str] = []
+    for part in message.walk():
+        if part.is_multipart() or part.get_content_maintype() != "text" or part.get_filename():
+            continue
+        assert isinstance(part, email.message.EmailMessage)  # noqa: S101 - the default policy makes one
+        text = _text(part)
+        # HTML's text without its tags (nh3 with no tags allowed keeps only the text).
+        bodies.append(nh3.clean(text, tags=set()) if part.get_content_subtype() == "html" else text)
+    return (
+        _header(message, "Subject"),
+        _header(message, "From", "Sender", "Reply-To"),
+        _header(message, "To", "Cc", "Bcc"),
+        "\n".join(bodies),
+    )
+
+
+class SearchIndex:
+    """The index database, shared by the server's threads."""
+
+    def __init__(self, path: Path, key: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute(f"PRAGMA key = \"x'{key}'\"")  # a raw 256-bit key: no passphrase stretching
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    def add(self, account: str, folder: str, uidvalidity: int, uid: int, original: bytes) -> None:
+        """Index the text of one message (again, if it was already)."""
+        subject, sender, recipients, body = extract(original)
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._drop(account, folder, uidvalidity, [uid])
+                row = self._db.execute(
+                    "INSERT INTO docs (account, folder, uidvalidity, uid) VALUES (?, ?, ?, ?)",
+                    (account, folder, uidvalidity, uid),
+                ).lastrowid
+                self._db.execute(
+                    "INSERT INTO text (rowid, subject, sender, recipients, body) VALUES (?, ?, ?, ?, ?)",
+                    (row, subject, sender, recipients, body),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _drop(self, account: str, folder: str, uidvalidity: int, uids: Iterable[int]) -> None:
+        for uid in uids:
+            found = self._db.execute(
+                "SELECT id FROM docs WHERE account = ? AND folder = ? AND uidvalidity = ? AND uid = ?",
+                (account, folder, uidvalidity, uid),
+            ).fetchone()
+            if found is not None:
+                self._db.execute("DELETE FROM text WHERE rowid = ?", found)
+                self._db.execute("DELETE FROM docs WHERE id = ?", found)
+
+    def forget(self, account: str, folder: str, uidvalidity: int, uids: Iterable[int]) -> None:
+        """Drop messages that left the folder."""
+        with self._lock:
+            self._drop(account, folder, uidvalidity, uids)
+
+    def indexed(self, account: str, folder: str, uidvalidity: int) -> set[int]:
+        """The UIDs of the folder that are indexed."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT uid FROM docs WHERE account = ? AND folder = ? AND uidvalidity = ?",
+                (account, folder, uidvalidity),
+            ).fetchall()
+        return {int(uid) for (uid,) in rows}
+
+    def search(self, account: str, folder: str, uidvalidity: int, key: bytes, words: str) -> set[int]:
+        """UIDs of the folder whose `key` text (a name in COLUMNS) contains `words`, ignoring case."""
+        columns = COLUMNS[key]
+        if len(words) >= 3:
+            # The trigram index answers a quoted phrase as a case-insensitive substring.
+            where = "text MATCH ?"
+            values: tuple[str, ...] = ("{" + " ".join(columns) + '} : "' + words.replace('"', '""') + '"',)
+        else:  # shorter than a trigram: look at the text itself
+            where = " OR ".join(f"instr(lower(text.{column}), lower(?)) > 0" for column in columns)
+            values = (words,) * len(columns)
+        query = (
+            "SELECT docs.uid FROM text JOIN docs ON docs.id = text.rowid "  # noqa: S608 - columns from COLUMNS
+            f"WHERE ({where}) AND docs.account = ? AND docs.folder = ? AND docs.uidvalidity = ?"
+        )
+        with self._lock:
+            rows = self._db.execute(query, (*values, account, folder, uidvalidity)).fetchall()
+        return {int(uid) for (uid,) in rows}
+
+    def count(self) -> int:
+        """How many messages are indexed."""
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM docs").fetchone()[0])
+
+
+def open_index(data_dir: Path) -> SearchIndex:
+    """The index in `data_dir`, created (with its key) on first use. CredentialsError without a keyring."""
+    key = index_key(create=True)
+    assert key is not None  # noqa: S101 - create=True makes one
+    return SearchIndex(data_dir / INDEX_FILE, key)
+
+
+def drop_index(data_dir: Path) -> bool:
+    """Delete the index and its key; whether there was one."""
+    path = data_dir / INDEX_FILE
+    existed = path.exists()
+    for leftover in (path, path.with_name(path.name + "-journal"), path.with_name(path.name + "-wal")):
+        leftover.unlink(missing_ok=True)
+    with suppress(keyring.errors.KeyringError):  # no keyring, or no key in it: nothing to delete
+        keyring_backend().delete_password(SERVICE, KEY_ENTRY)
+    return existed
+
+
+def uids_matching(
+    index: SearchIndex, where: tuple[str, str, int], terms: Sequence[tuple[bytes, str]]
+) -> set[int]:
+    """UIDs matching every (key, words) of `terms` in the folder `where` = (account, folder, uidvalidity)."""
+    found: set[int] | None = None
+    for key, words in terms:
+        matches = index.search(*where, key, words)
+        found = matches if found is None else found & matches
+    return found or set()

@@ -1,0 +1,119 @@
+"""The search index of `imapcrypt serve` (docs/serve.md#search): built in the background, encrypted at
+rest with a key from the OS keyring, answering SEARCH without decrypting, updated as mail arrives."""
+
+from __future__ import annotations
+
+import imaplib
+import random
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from imapcrypt.message import envelope
+from imapcrypt.secrets import SERVICE
+from imapcrypt.serve import provider as provider_module
+from imapcrypt.serve.index import INDEX_FILE, KEY_ENTRY, drop_index
+from imapcrypt.serve.server import LOOPBACK, LocalServer, ServeSettings
+from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, make_message
+from tests.fixtures.engine import Rig
+from tests.fixtures.keyrings import MemoryKeyring
+from tests.fixtures.waiting import wait_for
+from tests.test_serve import PASSWORD, encrypted_rig, ok
+
+SETTINGS = ServeSettings(port=0, poll_seconds=0.1, wrong_password_pause=0.0, index_seconds=0.2)
+
+
+@pytest.fixture
+def indexed(rig: Rig, memory_keyring: MemoryKeyring) -> Iterator[LocalServer]:
+    """Six encrypted messages behind a server whose index has made one full pass."""
+    encrypted_rig(rig, 6)
+    with LocalServer(rig.config(), PASSWORD, SETTINGS) as server:
+        assert server.indexer is not None
+        assert server.indexer.pass_done.wait(120)
+        yield server
+
+
+def uid_search(port: int, name: str, *criteria: str) -> list[int]:
+    client = imaplib.IMAP4(LOOPBACK, port, timeout=60)
+    client.login(name, PASSWORD)
+    ok(client.select("INBOX"))
+    found = [int(u) for u in ok(client.uid("SEARCH", *criteria))[0].split()]  # type: ignore[union-attr]
+    client.logout()
+    return found
+
+
+def by_index(rig: Rig) -> dict[int, int]:
+    """Seed number -> provider UID."""
+    return {
+        int(re.search(rb"Zebra (\d+)", raw).group(1)): uid  # type: ignore[union-attr]
+        for uid, raw in {m.uid: envelope.restore(m.body, rig.gpg) for m in rig.mailbox.state()}.items()
+    }
+
+
+def test_the_index_is_built_encrypted_and_keyed_from_the_keyring(
+    indexed: LocalServer, rig: Rig, memory_keyring: MemoryKeyring
+) -> None:
+    assert indexed.index is not None
+    assert indexed.index.count() == 6
+    progress = indexed.indexer.progress[rig.account.name, "INBOX"]  # type: ignore[union-attr]
+    assert progress.complete
+    assert (SERVICE, KEY_ENTRY) in memory_keyring.entries
+    on_disk = b"".join(p.read_bytes() for p in (rig.data_dir / INDEX_FILE).parent.iterdir())
+    assert not on_disk.startswith(b"SQLite format 3")
+    for secret in (SUBJECT_MARK, BODY_MARK, "kiwi-mango", "sender1@example.org"):
+        assert secret.encode() not in on_disk
+
+
+def test_search_is_answered_from_the_index_without_decrypting(
+    indexed: LocalServer, rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    numbers = by_index(rig)
+
+    def no_decrypting(*_: object) -> bytes:
+        raise AssertionError("a search decrypted a message")
+
+    monkeypatch.setattr(provider_module, "shown", no_decrypting)
+    indexed.cache.limit = 0  # nothing held in memory either
+    name = rig.account.name
+    assert uid_search(indexed.port, name, "BODY", '"number 4."') == [numbers[4]]
+    assert uid_search(indexed.port, name, "SUBJECT", f'"{SUBJECT_MARK.lower()} 2"') == [numbers[2]]
+    assert uid_search(indexed.port, name, "TEXT", '"KIWI-MANGO"') == sorted(numbers.values())
+    assert uid_search(indexed.port, name, "FROM", '"sender5@"', "BODY", "Lorem") == [numbers[5]]
+    assert uid_search(indexed.port, name, "BODY", '"not in any message"') == []
+
+
+def test_new_mail_is_searchable_at_once(indexed: LocalServer, rig: Rig) -> None:
+    raw = make_message(99, random.Random(5)).replace(BODY_MARK.encode(), b"papaya-unique-word")
+    uid = rig.mailbox.append(raw)
+    assert uid_search(indexed.port, rig.account.name, "BODY", "papaya-unique") == [uid]
+
+
+def test_the_indexer_forgets_what_left_the_folder(indexed: LocalServer, rig: Rig) -> None:
+    assert indexed.index is not None
+    gone = rig.mailbox.state()[0].uid
+    with rig.mailbox.client() as client:
+        client.select_folder("INBOX")
+        client.delete_messages([gone])
+        client.expunge()
+    wait_for(lambda: indexed.index is not None and indexed.index.count() == 5, 60, "the index to forget it")
+
+
+def test_drop_index_removes_the_database_and_its_key(
+    indexed: LocalServer, rig: Rig, memory_keyring: MemoryKeyring
+) -> None:
+    indexed.stop()
+    assert drop_index(rig.data_dir)
+    assert not (rig.data_dir / INDEX_FILE).exists()
+    assert (SERVICE, KEY_ENTRY) not in memory_keyring.entries
+    assert not drop_index(rig.data_dir)
+
+
+def test_without_a_keyring_there_is_no_index_and_search_still_works(rig: Rig) -> None:
+    encrypted_rig(rig, 2)
+    with LocalServer(rig.config(), PASSWORD, SETTINGS) as server:
+        assert server.index is None
+        assert server.index_problem is not None
+        assert "keyring" in server.index_problem
+        assert len(uid_search(server.port, rig.account.name, "BODY", "kiwi-mango")) == 2
+    assert not (rig.data_dir / INDEX_FILE).exists()
