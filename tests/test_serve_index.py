@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from imapcrypt.cli.main import main
 from imapcrypt.message import envelope
 from imapcrypt.secrets import SERVICE
 from imapcrypt.serve import provider as provider_module
@@ -117,3 +118,22 @@ def test_without_a_keyring_there_is_no_index_and_search_still_works(rig: Rig) ->
         assert "keyring" in server.index_problem
         assert len(uid_search(server.port, rig.account.name, "BODY", "kiwi-mango")) == 2
     assert not (rig.data_dir / INDEX_FILE).exists()
+
+
+def test_search_and_drop_index_on_the_command_line(
+    indexed: LocalServer, rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    indexed.stop()
+    config = str(rig.write_config())
+    uid = by_index(rig)[3]
+    assert main(["--config", config, "search", "number 3."]) == 0
+    out = capsys.readouterr().out
+    assert (
+        out.strip()
+        == f"{rig.account.name}/INBOX uid {uid}: Sender 3 <sender3@example.org> | {SUBJECT_MARK} 3"
+    )
+    assert main(["--config", config, "search", "nothing like this anywhere"]) == 1
+    assert main(["--config", config, "serve", "--drop-index"]) == 0
+    assert "search index dropped" in capsys.readouterr().out
+    assert main(["--config", config, "search", "number 3."]) == 2
+    assert "no search index yet" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""`imapcrypt serve`: the mailbox decrypted, for any mail client, on 127.0.0.1 (docs/serve.md)."""
+"""`imapcrypt serve`: the mailbox decrypted, for any mail client, on 127.0.0.1 (docs/serve.md); and
+`imapcrypt search`, which looks in serve's search index."""
 
 from __future__ import annotations
 
@@ -15,19 +16,37 @@ from imapcrypt.serve import DEFAULT_PORT
 INSTALL_FIX = "install the serve extra: pip install 'imapcrypt[serve]'"
 
 
+def _require_extra() -> None:
+    # pymap and sqlcipher3 (the extra `serve`) load only with these commands: the rest of the command
+    # line works without them.
+    try:
+        import pymap  # noqa: F401, PLC0415
+        import sqlcipher3  # noqa: F401, PLC0415
+    except ImportError as exc:
+        raise ConfigError(f"this needs {exc.name}, which is not installed", INSTALL_FIX) from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Print the local password (`--show-password`), or serve until SIGTERM or Ctrl-C."""
+    """Print the local password (`--show-password`), drop the search index (`--drop-index`), or serve
+    until SIGTERM or Ctrl-C."""
     config = load_config(args.config)
     password, file = serve_password(config.data_dir)
     if args.show_password:
         print(password)
         return 0
-    try:  # pymap (the extra `serve`) is imported only here: the rest of the command line works without it
-        from imapcrypt.serve.server import LocalServer, ServeSettings  # noqa: PLC0415
-    except ImportError:
-        raise ConfigError("imapcrypt serve needs pymap, which is not installed", INSTALL_FIX) from None
+    _require_extra()
+    from imapcrypt.serve.index import drop_index  # noqa: PLC0415
+    from imapcrypt.serve.server import LocalServer, ServeSettings  # noqa: PLC0415
 
-    server = LocalServer(config, password, ServeSettings(port=args.port, starttls=args.starttls)).start()
+    if args.drop_index:
+        print("search index dropped" if drop_index(config.data_dir) else "there was no search index")
+        return 0
+    settings = ServeSettings(port=args.port, starttls=args.starttls, index=not args.no_index)
+    server = LocalServer(config, password, settings).start()
+    if server.index is not None:
+        print(f"search index: {server.index.path}, kept up to date in the background")
+    elif server.index_problem:
+        print(f"imapcrypt: no search index: {server.index_problem}")
     if args.starttls:
         certificate = config.data_dir / "serve-tls.pem"
         print(f"STARTTLS offered with the certificate {certificate} (let the mail client trust it)")
@@ -66,4 +85,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--show-password", action="store_true", help="print the local password for the mail client and exit"
     )
+    parser.add_argument("--no-index", action="store_true", help="keep no search index (SEARCH then decrypts)")
+    parser.add_argument(
+        "--drop-index", action="store_true", help="delete the search index and its key, and exit"
+    )
     parser.set_defaults(handler=cmd_serve)
+    search = subparsers.add_parser("search", help="find words in decrypted mail, from serve's search index")
+    search.add_argument("words", help="what to look for: a case-insensitive substring of the text")
+    search.add_argument("--account", default=None, help="only this account")
+    search.add_argument("--folder", default=None, help="only this folder")
+    search.set_defaults(handler=cmd_search)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Print one line per indexed message whose text contains the words; exit 1 if none does."""
+    config = load_config(args.config)
+    _require_extra()
+    from imapcrypt.serve.index import open_index  # noqa: PLC0415
+
+    index = open_index(config.data_dir, create=False)
+    if index is None:
+        raise ConfigError("there is no search index yet", "run `imapcrypt serve`: it builds the index")
+    try:
+        hits = index.find(args.words, args.account, args.folder)
+    finally:
+        index.close()
+    for hit in hits:
+        print(f"{hit.account}/{hit.folder} uid {hit.uid}: {hit.sender} | {hit.subject}")
+    print(f"{len(hits)} found", file=sys.stderr)
+    return 0 if hits else 1

@@ -16,6 +16,7 @@ import secrets as random_source
 import threading
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import keyring.errors
@@ -99,6 +100,17 @@ def extract(original: bytes) -> tuple[str, str, str, str]:
     )
 
 
+@dataclass(frozen=True)
+class Hit:
+    """One message `imapcrypt search` found."""
+
+    account: str
+    folder: str
+    uid: int
+    sender: str
+    subject: str
+
+
 class SearchIndex:
     """The index database, shared by the server's threads."""
 
@@ -177,16 +189,37 @@ class SearchIndex:
             rows = self._db.execute(query, (*values, account, folder, uidvalidity)).fetchall()
         return {int(uid) for (uid,) in rows}
 
+    def find(self, words: str, account: str | None = None, folder: str | None = None) -> list[Hit]:
+        """Every indexed message (of `account`, of `folder`) whose text contains `words`, ignoring case."""
+        matches: list[Hit] = []
+        with self._lock:
+            places = self._db.execute("SELECT DISTINCT account, folder, uidvalidity FROM docs").fetchall()
+        for place_account, place_folder, uidvalidity in places:
+            if account not in (None, place_account) or folder not in (None, place_folder):
+                continue
+            uids = self.search(place_account, place_folder, uidvalidity, b"TEXT", words)
+            with self._lock:
+                for uid in sorted(uids):
+                    sender, subject = self._db.execute(
+                        "SELECT text.sender, text.subject FROM docs JOIN text ON text.rowid = docs.id WHERE "
+                        "docs.account = ? AND docs.folder = ? AND docs.uidvalidity = ? AND docs.uid = ?",
+                        (place_account, place_folder, uidvalidity, uid),
+                    ).fetchone()
+                    matches.append(Hit(place_account, place_folder, uid, sender, subject))
+        return matches
+
     def count(self) -> int:
         """How many messages are indexed."""
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM docs").fetchone()[0])
 
 
-def open_index(data_dir: Path) -> SearchIndex:
-    """The index in `data_dir`, created (with its key) on first use. CredentialsError without a keyring."""
-    key = index_key(create=True)
-    assert key is not None  # noqa: S101 - create=True makes one
+def open_index(data_dir: Path, create: bool = True) -> SearchIndex | None:
+    """The index in `data_dir`, created (with its key) on first use when `create`; None if there is
+    none and `create` is false. CredentialsError without a keyring."""
+    key = index_key(create)
+    if key is None or (not create and not (data_dir / INDEX_FILE).exists()):
+        return None
     return SearchIndex(data_dir / INDEX_FILE, key)
 
 

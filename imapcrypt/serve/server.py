@@ -124,7 +124,7 @@ class LocalServer:
         self._id_secret = id_secret(self.config.data_dir)
         if self.settings.index:
             try:
-                self.index = open_index(self.config.data_dir)
+                self.index = open_index(self.config.data_dir, create=True)
             except CredentialsError as exc:
                 self.index_problem = str(exc)
                 log.warning("no search index: %s", exc)
