@@ -119,6 +119,9 @@ class SearchIndex:
         self.path = path
         self._db = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute(f"PRAGMA key = \"x'{key}'\"")  # a raw 256-bit key: no passphrase stretching
+        # The index can always be rebuilt from the mailbox: a write-ahead log without a sync per message.
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
@@ -127,21 +130,22 @@ class SearchIndex:
         with self._lock:
             self._db.close()
 
-    def add(self, account: str, folder: str, uidvalidity: int, uid: int, original: bytes) -> None:
-        """Index the text of one message (again, if it was already)."""
-        subject, sender, recipients, body = extract(original)
+    def add(self, account: str, folder: str, uidvalidity: int, originals: dict[int, bytes]) -> None:
+        """Index the text of `originals` (UID -> message; again, for one that was), in one transaction."""
+        texts = {uid: extract(raw) for uid, raw in originals.items()}
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                self._drop(account, folder, uidvalidity, [uid])
-                row = self._db.execute(
-                    "INSERT INTO docs (account, folder, uidvalidity, uid) VALUES (?, ?, ?, ?)",
-                    (account, folder, uidvalidity, uid),
-                ).lastrowid
-                self._db.execute(
-                    "INSERT INTO text (rowid, subject, sender, recipients, body) VALUES (?, ?, ?, ?, ?)",
-                    (row, subject, sender, recipients, body),
-                )
+                self._drop(account, folder, uidvalidity, texts)
+                for uid, text in texts.items():
+                    row = self._db.execute(
+                        "INSERT INTO docs (account, folder, uidvalidity, uid) VALUES (?, ?, ?, ?)",
+                        (account, folder, uidvalidity, uid),
+                    ).lastrowid
+                    self._db.execute(
+                        "INSERT INTO text (rowid, subject, sender, recipients, body) VALUES (?, ?, ?, ?, ?)",
+                        (row, *text),
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -181,12 +185,13 @@ class SearchIndex:
         else:  # shorter than a trigram: look at the text itself
             where = " OR ".join(f"instr(lower(text.{column}), lower(?)) > 0" for column in columns)
             values = (words,) * len(columns)
+        # The text table is asked first (a subquery), so the trigram index does the work once.
         query = (
-            "SELECT docs.uid FROM text JOIN docs ON docs.id = text.rowid "  # noqa: S608 - columns from COLUMNS
-            f"WHERE ({where}) AND docs.account = ? AND docs.folder = ? AND docs.uidvalidity = ?"
+            "SELECT uid FROM docs WHERE account = ? AND folder = ? AND uidvalidity = ? AND id IN "  # noqa: S608 - columns from COLUMNS
+            f"(SELECT rowid FROM text WHERE {where})"
         )
         with self._lock:
-            rows = self._db.execute(query, (*values, account, folder, uidvalidity)).fetchall()
+            rows = self._db.execute(query, (account, folder, uidvalidity, *values)).fetchall()
         return {int(uid) for (uid,) in rows}
 
     def find(self, words: str, account: str | None = None, folder: str | None = None) -> list[Hit]:
@@ -227,7 +232,7 @@ def drop_index(data_dir: Path) -> bool:
     """Delete the index and its key; whether there was one."""
     path = data_dir / INDEX_FILE
     existed = path.exists()
-    for leftover in (path, path.with_name(path.name + "-journal"), path.with_name(path.name + "-wal")):
+    for leftover in (path, *(path.with_name(path.name + end) for end in ("-journal", "-wal", "-shm"))):
         leftover.unlink(missing_ok=True)
     with suppress(keyring.errors.KeyringError):  # no keyring, or no key in it: nothing to delete
         keyring_backend().delete_password(SERVICE, KEY_ENTRY)

@@ -226,9 +226,9 @@ class Provider:
                 )
             if keep:
                 self.cache.put((*key, uidvalidity, uid), original)
-            if self.index is not None:
-                self.index.add(self.account.name, folder, uidvalidity, uid, original)
             result[uid] = original
+        if self.index is not None:
+            self.index.add(self.account.name, folder, uidvalidity, opened)
         return result
 
     # -- changes, passed through to the provider's copy ---------------------------------------------
