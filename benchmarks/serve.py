@@ -4,6 +4,7 @@ Seeds N messages into a fresh Dovecot account, lets the engine encrypt them, and
   - direct:     the same commands straight to Dovecot (subjects are "[...]": the floor, nothing decrypted)
   - serve-cold: through `serve`, first open (every message fetched and decrypted)
   - serve-warm: through `serve` again, in a new session (decrypted messages come from the memory cache)
+then, once serve's search index has caught up, a UID SEARCH BODY for a word in one message.
 
     .venv/bin/python -m benchmarks.serve [--messages 1000]
 """
@@ -20,11 +21,14 @@ from pathlib import Path
 
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
+import keyring
+
 from imapcrypt.serve.server import LocalServer, ServeSettings
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.dovecot import start_dovecot
 from tests.fixtures.engine import make_rig
 from tests.fixtures.gnupg_home import make_gnupg_home, remove_gnupg_home
+from tests.fixtures.keyrings import MemoryKeyring
 from tests.fixtures.mailbox import Mailbox
 
 
@@ -54,6 +58,7 @@ def main() -> None:
     )
     parser.add_argument("--messages", type=int, default=1000)
     args = parser.parse_args()
+    keyring.set_keyring(MemoryKeyring())  # the index's key needs a keyring; never the developer's own
     seeds = varied_seeds(args.messages, seed=7)
     server = start_dovecot()
     home = make_gnupg_home()
@@ -75,6 +80,21 @@ def main() -> None:
             _report("serve-cold", cold, len(seeds), direct)
             warm = open_folder(serve.port, rig.account.name, local, len(seeds))
             _report("serve-warm", warm, len(seeds), direct)
+            assert serve.indexer is not None
+            started = time.perf_counter()
+            assert serve.indexer.pass_done.wait(3600)
+            print(f"  index caught up {time.perf_counter() - started:.1f} s after the warm open")
+            word = f"number {len(seeds) // 2}."
+            started = time.perf_counter()
+            client = imaplib.IMAP4("127.0.0.1", serve.port, timeout=600)
+            client.login(rig.account.name, local)
+            client.select("INBOX", readonly=True)
+            status, data = client.uid("SEARCH", "BODY", f'"{word}"')
+            took = time.perf_counter() - started
+            client.logout()
+            assert status == "OK", data
+            assert len(data[0].split()) == 1, data
+            print(f"  {'search':<11} {took:7.2f} s  (LOGIN, SELECT and UID SEARCH BODY over the index)")
     finally:
         server.stop()
         remove_gnupg_home(home)
