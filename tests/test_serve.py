@@ -10,7 +10,6 @@ import imaplib
 import re
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -221,29 +220,61 @@ def test_an_appended_draft_reaches_the_provider_encrypted(served: Served) -> Non
     client.logout()
 
 
+def start_idle(client: imaplib.IMAP4) -> bytes:
+    """Send IDLE (imaplib has none: spoken on its socket); the command's tag once the server idles."""
+    tag = client._new_tag()
+    client.send(tag + b" IDLE\r\n")
+    assert client.readline().startswith(b"+")
+    return tag
+
+
+def next_exists(client: imaplib.IMAP4) -> bytes:
+    """The next `* n EXISTS` line while idling (the client's socket timeout bounds the wait)."""
+    line = client.readline()
+    while b"EXISTS" not in line:
+        assert line, "the server closed the connection"
+        line = client.readline()
+    return line.strip()
+
+
+def end_idle(client: imaplib.IMAP4, tag: bytes) -> None:
+    """Send DONE and read up to the IDLE command's tagged answer."""
+    client.send(b"DONE\r\n")
+    while not client.readline().startswith(tag):
+        pass
+
+
+NEW_MAIL = b"From: a@example.org\r\nSubject: new one\r\n\r\nhello\r\n"
+
+
 def test_idle_announces_new_mail(served: Served) -> None:
     client = served.client()
     ok(client.select("INBOX"))
-    before = len(served.seeds)
-    tag = client._new_tag().decode()  # imaplib has no IDLE: speak it on its socket
-    client.send(f"{tag} IDLE\r\n".encode())
-    assert client.readline().startswith(b"+")
-    arrived = threading.Event()
-
-    def deliver() -> None:
-        served.rig.mailbox.append(b"From: a@example.org\r\nSubject: new one\r\n\r\nhello\r\n")
-        arrived.set()
-
-    threading.Thread(target=deliver).start()
-    line = wait_for(client.readline, 30, "an untagged answer during IDLE")
-    while b"EXISTS" not in line:
-        line = client.readline()
-    assert line.strip() == f"* {before + 1} EXISTS".encode()
-    assert arrived.wait(10)
-    client.send(b"DONE\r\n")
-    while not client.readline().startswith(tag.encode()):
-        pass
+    tag = start_idle(client)
+    served.rig.mailbox.append(NEW_MAIL)
+    assert next_exists(client) == f"* {len(served.seeds) + 1} EXISTS".encode()
+    end_idle(client, tag)
     client.logout()
+
+
+def test_idle_outlives_a_provider_that_is_away_for_a_while(
+    rig: Rig, fault_proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    encrypted_rig(rig, 1)
+    with LocalServer(rig.at_port(fault_proxy.port).config(), PASSWORD, _settings()) as server:
+        client = imaplib.IMAP4(LOOPBACK, server.port, timeout=60)
+        client.login(rig.account.name, PASSWORD)
+        ok(client.select("INBOX"))
+        tag = start_idle(client)
+        fault_proxy.set_refusing(True)
+        fault_proxy.cut_all()
+        wait_for(lambda: "provider is away" in caplog.text, 30, "serve to notice the provider is away")
+        fault_proxy.set_refusing(False)
+        rig.mailbox.append(NEW_MAIL)
+        assert next_exists(client) == b"* 2 EXISTS"
+        assert "provider is back" in caplog.text
+        end_idle(client, tag)
+        client.logout()
 
 
 def test_a_copy_that_does_not_decrypt_is_shown_as_itself_with_a_note(served: Served) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -51,6 +52,7 @@ from imapcrypt.errors import ImapcryptError
 from imapcrypt.serve.index import COLUMNS, uids_matching
 from imapcrypt.serve.provider import FolderView, Provider
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -117,6 +119,7 @@ class FolderData(MailboxDataInterface[ServedMessage]):
         self._refreshed = 0.0
         self._changed_by_us = True
         self._window: list[int] = []
+        self._away = False
 
     @property
     def mailbox_id(self) -> ObjectId:
@@ -166,7 +169,16 @@ class FolderData(MailboxDataInterface[ServedMessage]):
         if wait_on is None:
             await self.refresh()
         else:
-            while not wait_on.is_set() and not await self.refresh(force=True):
+            while not wait_on.is_set():
+                try:
+                    changed = await self.refresh(force=True)
+                except TemporaryFailure:  # the provider is away for now: keep idling, ask again
+                    self._note_away(True)
+                    changed = False
+                else:
+                    self._note_away(False)
+                if changed:
+                    break
                 await wait_on.wait(timeout=self.poll_seconds)
         selected.set_messages([self._messages[uid] for uid in sorted(self._messages)])
         return selected
@@ -185,6 +197,12 @@ class FolderData(MailboxDataInterface[ServedMessage]):
         if missing:
             await _off_loop(self._provider.originals, self.name, self._view.uidvalidity, missing)
         return await _off_loop(uids_matching, index, where, terms)
+
+    def _note_away(self, away: bool) -> None:
+        # Logged when it changes, not at every poll.
+        if away != self._away:
+            self._away = away
+            log.warning("%s: the provider is %s while a client idles", self.name, "away" if away else "back")
 
     def read_ahead(self, uids: Sequence[int]) -> None:
         """The UIDs a client is about to read, in order: content is decrypted in groups along them."""
