@@ -7,6 +7,7 @@ import datetime as dt
 import email.parser
 import email.policy
 import imaplib
+import logging
 import re
 import socket
 import ssl
@@ -17,7 +18,7 @@ import pytest
 
 from imapcrypt.message import envelope
 from imapcrypt.serve.server import LOOPBACK, LocalServer, ServeSettings
-from tests.fixtures.corpus import SUBJECT_MARK, Seed, varied_seeds
+from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
 from tests.fixtures.engine import Rig
 from tests.fixtures.proxy import FaultProxy
 from tests.fixtures.waiting import wait_for
@@ -388,3 +389,16 @@ def served_login(port: int, name: str) -> imaplib.IMAP4:
     client = imaplib.IMAP4(LOOPBACK, port, timeout=60)
     client.login(name, PASSWORD)
     return client
+
+
+def test_nothing_secret_is_logged_even_at_debug(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = served.client()
+    ok(client.select("INBOX"))
+    for uid in provider_uids(served.rig):
+        assert BODY_MARK.encode() in fetched(client, uid, "(BODY.PEEK[])")
+    ok(client.append("INBOX", None, None, NEW_MAIL))
+    client.logout()
+    assert caplog.records  # something was logged: the test looks at real output
+    for secret in (PASSWORD, SUBJECT_MARK, BODY_MARK, "new one", "hello"):
+        assert secret not in caplog.text

@@ -121,6 +121,8 @@ class LocalServer:
         """Check every account can seal (as `run` does), then listen; return once it accepts clients."""
         for account in self.config.accounts:
             ready_to_encrypt(self.config, account)
+        # pymap logs every protocol line at DEBUG: the local password and decrypted mail. Never.
+        logging.getLogger("pymap").setLevel(logging.INFO)
         self._id_secret = id_secret(self.config.data_dir)
         if self.settings.index:
             try:
