@@ -49,6 +49,7 @@ from pysasl.creds.server import ServerCredentials
 from pysasl.identity import ClearIdentity
 
 from imapcrypt.errors import ImapcryptError
+from imapcrypt.serve.cache import OriginalCache
 from imapcrypt.serve.index import COLUMNS, uids_matching
 from imapcrypt.serve.provider import FolderView, Provider
 
@@ -108,9 +109,10 @@ class FolderData(MailboxDataInterface[ServedMessage]):
     """One provider folder as one local session sees it: the provider's view, refreshed as commands
     come, and the UIDs the client last fetched (to decrypt ahead of it)."""
 
-    def __init__(self, name: str, provider: Provider, poll_seconds: float) -> None:
+    def __init__(self, name: str, provider: Provider, poll_seconds: float, cache: ContentCache) -> None:
         self.name = name
         self._provider = provider
+        self._cache = cache
         self.poll_seconds = poll_seconds
         self._mailbox_id = ObjectId.random_mailbox_id()
         self._selected_set = SelectedSet()
@@ -209,14 +211,28 @@ class FolderData(MailboxDataInterface[ServedMessage]):
         self._window = list(uids)
 
     async def content(self, uid: int) -> MessageContent:
-        """The original of `uid`, parsed (an expunged message's content is empty)."""
+        """The original of `uid`, parsed, from the memory cache or decrypted with the next few the
+        client is about to read (an expunged message's content is empty)."""
         uidvalidity = self._view.uidvalidity
-        held = self._provider.cache.get((self._provider.account.name, self.name, uidvalidity, uid))
-        if held is None:
-            group = self._group_from(uid)
-            found = await _off_loop(self._provider.originals, self.name, uidvalidity, group)
-            held = found.get(uid, b"")
-        return MessageContent.parse(held)
+        held = self._cache.get(self._key(uidvalidity, uid))
+        if held is not None:
+            return held
+        group = [
+            u for u in self._group_from(uid) if u == uid or self._cache.get(self._key(uidvalidity, u)) is None
+        ]
+        loaded = await _off_loop(self._load, uidvalidity, group)
+        return loaded.get(uid) or MessageContent.parse(b"")
+
+    def _key(self, uidvalidity: int, uid: int) -> tuple[str, str, int, int]:
+        return (self._provider.account.name, self.name, uidvalidity, uid)
+
+    def _load(self, uidvalidity: int, uids: list[int]) -> dict[int, MessageContent]:
+        # In a worker thread: decrypting waits on gpg, parsing takes CPU; neither on the event loop.
+        loaded: dict[int, MessageContent] = {}
+        for uid, original in self._provider.originals(self.name, uidvalidity, uids).items():
+            loaded[uid] = MessageContent.parse(original)
+            self._cache.put(self._key(uidvalidity, uid), loaded[uid], len(original))
+        return loaded
 
     def _group_from(self, uid: int) -> list[int]:
         if uid not in self._window:
@@ -338,8 +354,9 @@ class FolderData(MailboxDataInterface[ServedMessage]):
 class FolderSet(MailboxSetInterface[FolderData]):
     """The provider's folders. Subscriptions are not kept: every folder counts as subscribed."""
 
-    def __init__(self, provider: Provider, delimiter: str, poll_seconds: float) -> None:
+    def __init__(self, provider: Provider, delimiter: str, poll_seconds: float, cache: ContentCache) -> None:
         self._provider = provider
+        self._cache = cache
         self._delimiter = delimiter
         self._poll_seconds = poll_seconds
         self._folders: dict[str, FolderData] = {}
@@ -367,7 +384,7 @@ class FolderSet(MailboxSetInterface[FolderData]):
             name = "INBOX"
         folder = self._folders.get(name)
         if folder is None:
-            folder = FolderData(name, self._provider, self._poll_seconds)
+            folder = FolderData(name, self._provider, self._poll_seconds, self._cache)
         try:
             await folder.refresh()
         except TemporaryFailure as exc:
@@ -519,6 +536,7 @@ class ServeSession(BaseSession[ServedMessage]):
         return None, await folder.update_selected(selected)
 
 
+ContentCache = OriginalCache[MessageContent]
 # Opens a provider connection for an account name, and closes one.
 ProviderOpener = tuple[Callable[[str], Provider], Callable[[Provider], None]]
 
@@ -532,9 +550,12 @@ class LocalLogin(LoginInterface):
         names: dict[str, str],
         password: str,
         opener: ProviderOpener,
+        *,
         poll_seconds: float,
+        cache: ContentCache,
     ) -> None:
         self.config = config
+        self._cache = cache
         self._names = names  # login name -> account name
         self._password = password
         self._opener = opener
@@ -570,7 +591,9 @@ class LocalLogin(LoginInterface):
         provider = await _off_loop(opener, account)
         try:
             delimiter, _ = await _off_loop(provider.folders)
-            yield ServeSession(account, self.config, FolderSet(provider, delimiter, self._poll_seconds))
+            yield ServeSession(
+                account, self.config, FolderSet(provider, delimiter, self._poll_seconds, self._cache)
+            )
         finally:
             await asyncio.to_thread(closer, provider)
 

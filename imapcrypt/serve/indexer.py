@@ -19,6 +19,7 @@ from imapcrypt.serve.provider import Provider
 log = logging.getLogger(__name__)
 
 GROUP = 48  # messages fetched and decrypted at once
+BUSY_PAUSE = 0.5  # how often a waiting indexer looks whether clients are done
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,11 @@ class Indexer:
         accounts: list[str],
         providers: tuple[Callable[[str], Provider], Callable[[Provider], None]],
         every: float,
+        *,
+        busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self.index = index
+        self._busy = busy
         self.accounts = accounts
         self._open, self._close = providers
         self.every = every
@@ -100,11 +104,17 @@ class Indexer:
         done = len(uids) - len(missing)
         self.progress[account, folder] = FolderProgress(done, len(uids))
         for start in range(0, len(missing), GROUP):
+            # Clients first: while one has mail decrypted, wait (it indexes what it reads anyway).
+            while self._busy() and not self.stopping.wait(BUSY_PAUSE):
+                pass
             if self.stopping.is_set():
                 break
-            group = missing[start : start + GROUP]
-            # originals() adds what it decrypts to the index; keep=False leaves the cache to clients.
-            done += len(provider.originals(folder, view.uidvalidity, group, keep=False))
+            chunk = missing[start : start + GROUP]
+            indexed_meanwhile = self.index.indexed(*where)
+            group = [uid for uid in chunk if uid not in indexed_meanwhile]
+            done += len(chunk) - len(group)  # a client had these decrypted meanwhile
+            # originals() adds what it decrypts to the index (and leaves the clients' cache alone).
+            done += len(provider.originals(folder, view.uidvalidity, group))
             self.progress[account, folder] = FolderProgress(done, len(uids))
         if missing:
             log.info("%s: indexed %d of %d messages in %s", account, done, len(uids), folder)

@@ -2,10 +2,11 @@
 
 Blocking code, called from the server's worker threads: one provider connection per local client
 session, used under a lock. What a client reads is the original message (an imapcrypt copy decrypted in
-memory through gpg-agent, what `restore` would give back; any other message as stored), kept in the
-in-memory cache only. What a client appends is sealed exactly as the engine seals (engine.seal_for)
-before it reaches the provider. UIDs, UIDVALIDITY, flags and INTERNALDATE are the provider's own, so a
-client's cache stays valid across sessions and restarts. Nothing here logs a subject or a body.
+memory through gpg-agent, what `restore` would give back; any other message as stored), never written
+anywhere but the encrypted search index. What a client appends is sealed exactly as the engine seals
+(engine.seal_for) before it reaches the provider. UIDs, UIDVALIDITY, flags and INTERNALDATE are the
+provider's own, so a client's cache stays valid across sessions and restarts. Nothing here logs a
+subject or a body.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from imapcrypt.imap.removers import uses_gmail
 from imapcrypt.imap.session import Session
 from imapcrypt.message import envelope
 from imapcrypt.openpgp.gnupg import GnuPG
-from imapcrypt.serve.cache import OriginalCache
 from imapcrypt.serve.index import SearchIndex
 
 log = logging.getLogger(__name__)
@@ -91,15 +91,15 @@ class Provider:
         gpg: GnuPG,
         id_secret: bytes,
         *,
-        cache: OriginalCache,
         passphrase: Callable[[], str | None],
         index: SearchIndex | None = None,
+        on_decrypt: Callable[[], None] | None = None,
     ) -> None:
         self.account = account
         self.gpg = gpg
         self.id_secret = id_secret
-        self.cache = cache
         self.index = index
+        self._on_decrypt = on_decrypt
         self.reconnects = 0  # how often a dropped connection was opened again (for tests and logs)
         self._connect = connect
         self._session: Session | None = connect()
@@ -187,30 +187,20 @@ class Provider:
         return self._run(look, retry=True)
 
     # -- content -----------------------------------------------------------------------------------
-    def originals(
-        self, folder: str, uidvalidity: int, uids: Sequence[int], *, keep: bool = True
-    ) -> dict[int, bytes]:
-        """What a client is shown for `uids` (see `shown`), from the cache or fetched and decrypted
-        (several at once); UIDs gone from the provider are absent. What is decrypted is added to the
-        search index (if there is one) and, with `keep`, to the memory cache."""
-        key = (self.account.name, folder)
-        result: dict[int, bytes] = {}
-        missing: list[int] = []
-        for uid in uids:
-            held = self.cache.get((*key, uidvalidity, uid))
-            if held is None:
-                missing.append(uid)
-            else:
-                result[uid] = held
-        if not missing:
-            return result
+    def originals(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> dict[int, bytes]:
+        """What a client is shown for `uids` (see `shown`): fetched and decrypted (several at once), and
+        added to the search index if there is one; UIDs gone from the provider are absent."""
 
         def fetch(session: Session) -> dict[int, bytes]:
             self._select(session, folder)
-            return session.fetch_bodies(missing)
+            return session.fetch_bodies(uids)
 
-        stored = self._run(fetch, retry=True)
+        stored = self._run(fetch, retry=True) if uids else {}
+        if not stored:
+            return {}
         passphrase = self._passphrase_once()
+        if self._on_decrypt is not None:
+            self._on_decrypt()
         with ThreadPoolExecutor(DECRYPT_WORKERS, thread_name_prefix="imapcrypt-serve-open") as pool:
             opened = dict(
                 zip(
@@ -224,12 +214,9 @@ class Provider:
                 log.warning(
                     "%s: uid %d in %s does not decrypt; shown as stored", self.account.name, uid, folder
                 )
-            if keep:
-                self.cache.put((*key, uidvalidity, uid), original)
-            result[uid] = original
         if self.index is not None:
             self.index.add(self.account.name, folder, uidvalidity, opened)
-        return result
+        return opened
 
     # -- changes, passed through to the provider's copy ---------------------------------------------
     def store(

@@ -12,11 +12,13 @@ import asyncio
 import logging
 import secrets
 import threading
+import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from proxyprotocol.reader import ProxyProtocolReader
 from pymap.imap import IMAPServer
+from pymap.mime import MessageContent
 
 from imapcrypt.config.model import Account, Config
 from imapcrypt.errors import ConfigError, CredentialsError, ImapcryptError
@@ -39,6 +41,8 @@ DEFAULT_POLL_SECONDS = 10.0
 WRONG_PASSWORD_PAUSE = 1.0
 # How often the search index looks for mail it has not indexed yet (mail a client reads is indexed at once).
 DEFAULT_INDEX_SECONDS = 300.0
+# The indexer waits until clients have had nothing decrypted for this long.
+CLIENT_QUIET_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ class LocalServer:
         self.password = password
         self.port = 0
         self.addresses: list[tuple[str, int]] = []  # where it listens: for `serve` to print, tests to check
-        self.cache = OriginalCache(self.settings.cache_bytes)
+        self.cache: OriginalCache[MessageContent] = OriginalCache(self.settings.cache_bytes)
         self._accounts = {a.name: a for a in config.accounts}
         self._gpg = GnuPG(config.gnupg_home)
         self._id_secret = b""
@@ -92,22 +96,31 @@ class LocalServer:
         # Provider connections of clients still connected: closed at stop() whatever the loop did.
         self._providers: set[Provider] = set()
         self._providers_lock = threading.Lock()
+        self._last_client_decrypt = -CLIENT_QUIET_SECONDS
 
-    def open_provider(self, name: str) -> Provider:
-        """A new provider connection for the account `name` (runs in a worker thread)."""
+    def open_provider(self, name: str, *, for_client: bool = True) -> Provider:
+        """A new provider connection for the account `name` (runs in a worker thread). What a client's
+        connection decrypts makes the indexer wait (clients first: the two would decrypt the same mail)."""
         account = self._accounts[name]
         provider = Provider(
             account,
             lambda: open_session(account),
             self._gpg,
             self._id_secret,
-            cache=self.cache,
             passphrase=lambda: account_passphrase(account),
             index=self.index,
+            on_decrypt=self._client_decrypted if for_client else None,
         )
         with self._providers_lock:
             self._providers.add(provider)
         return provider
+
+    def _client_decrypted(self) -> None:
+        self._last_client_decrypt = time.monotonic()
+
+    def clients_busy(self) -> bool:
+        """A client had messages decrypted in the last few seconds (the indexer waits meanwhile)."""
+        return time.monotonic() - self._last_client_decrypt < CLIENT_QUIET_SECONDS
 
     def close_provider(self, provider: Provider) -> None:
         """Log out of a provider connection whose client is gone (runs in a worker thread)."""
@@ -145,8 +158,9 @@ class LocalServer:
             self.indexer = Indexer(
                 self.index,
                 [a.name for a in self.config.accounts],
-                (self.open_provider, self.close_provider),
+                (lambda name: self.open_provider(name, for_client=False), self.close_provider),
                 self.settings.index_seconds,
+                busy=self.clients_busy,
             )
             self.indexer.start()
         return self
@@ -182,7 +196,8 @@ class LocalServer:
             login_names(self.config.accounts),
             self.password,
             (self.open_provider, self.close_provider),
-            self.settings.poll_seconds,
+            poll_seconds=self.settings.poll_seconds,
+            cache=self.cache,
         )
         handler = ProxyProtocolReader(config.proxy_protocol).get_callback(IMAPServer(login, config))
         async with AsyncExitStack() as stack:
