@@ -13,18 +13,6 @@ from imapcrypt.errors import ConfigError
 from imapcrypt.secrets import serve_password
 from imapcrypt.serve import DEFAULT_PORT
 
-INSTALL_FIX = "install the serve extra: pip install 'imapcrypt[serve]'"
-
-
-def _require_extra() -> None:
-    # pymap and sqlcipher3 (the extra `serve`) load only with these commands: the rest of the command
-    # line works without them.
-    try:
-        import pymap  # noqa: F401, PLC0415
-        import sqlcipher3  # noqa: F401, PLC0415
-    except ImportError as exc:
-        raise ConfigError(f"this needs {exc.name}, which is not installed", INSTALL_FIX) from None
-
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Print the local password (`--show-password`), drop the search index (`--drop-index`), or serve
@@ -34,7 +22,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.show_password:
         print(password)
         return 0
-    _require_extra()
+    # pymap loads only for these commands: every other imapcrypt command starts without it.
     from imapcrypt.serve.index import drop_index  # noqa: PLC0415
     from imapcrypt.serve.server import LocalServer, ServeSettings  # noqa: PLC0415
 
@@ -100,7 +88,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def cmd_search(args: argparse.Namespace) -> int:
     """Print one line per indexed message whose text contains the words; exit 1 if none does."""
     config = load_config(args.config)
-    _require_extra()
     from imapcrypt.serve.index import open_index  # noqa: PLC0415
 
     index = open_index(config.data_dir, create=False)

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import keyring.errors
 import nh3
-import sqlcipher3
 
-from imapcrypt.errors import CredentialsError
+from imapcrypt.errors import ConfigError, CredentialsError
 from imapcrypt.message.headers import decode_words
 from imapcrypt.secrets import SERVICE, keyring_backend
 
@@ -115,6 +114,12 @@ class SearchIndex:
     """The index database, shared by the server's threads."""
 
     def __init__(self, path: Path, key: str) -> None:
+        try:  # the extra `serve`: imported only when an index is opened
+            import sqlcipher3  # noqa: PLC0415
+        except ImportError:
+            raise ConfigError(
+                "the search index needs sqlcipher3, which is not installed", "pip install 'imapcrypt[serve]'"
+            ) from None
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None)

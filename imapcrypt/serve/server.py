@@ -140,7 +140,7 @@ class LocalServer:
         if self.settings.index:
             try:
                 self.index = open_index(self.config.data_dir, create=True)
-            except CredentialsError as exc:
+            except (CredentialsError, ConfigError) as exc:  # no keyring, or no sqlcipher3
                 self.index_problem = str(exc)
                 log.warning("no search index: %s", exc)
         self._thread = threading.Thread(target=self._run, name="imapcrypt-serve", daemon=True)
