@@ -1,6 +1,7 @@
 """A real mail client through `imapcrypt serve`: neomutt, driven headless in tmux, on the real Dovecot.
 
-It lists a folder of encrypted mail with the real subjects, opens a message, flags, moves and deletes
+It lists a folder of encrypted mail with the real subjects, opens a message, searches for words in the
+bodies (server-side SEARCH), flags, moves and deletes
 (each change lands on the provider's encrypted copy) and postpones a draft (it arrives encrypted).
 """
 
@@ -69,6 +70,14 @@ def test_neomutt_lists_real_subjects_and_opens_a_message(mutt: tuple[Terminal, R
     screen.wait_for_text(BODY_MARK)
     screen.keys("q")
     screen.wait_for_text(f"{SUBJECT_MARK} 0")
+    # A server-side body search (neomutt's =b sends SEARCH BODY): only the message with the words stays.
+    screen.keys("l")
+    screen.wait_for_text("Limit to messages matching")
+    screen.keys("=b 'number 2.'", "Enter")
+    limited = screen.wait_for_screen(lambda shown: f"{SUBJECT_MARK} 0" not in shown, "the limited list")
+    assert f"{SUBJECT_MARK} 2" in limited
+    for other in (1, 3):
+        assert f"{SUBJECT_MARK} {other}" not in limited
     # On the provider everything is still encrypted: no subject in the clear.
     assert all(envelope.classify(m.body) is envelope.Kind.OURS for m in rig.mailbox.state())
 
