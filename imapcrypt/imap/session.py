@@ -679,6 +679,15 @@ class Session:
         """A round trip that proves the connection is alive."""
         self._call("NOOP", self.client.noop)
 
+    def noop_reports_change(self) -> bool:
+        """NOOP on the selected folder: whether the server reported a change since the last command
+        (a new, expunged or re-flagged message). Cheaper than fetching the folder's state to compare."""
+        _, responses = self._call("NOOP", self.client.noop)
+        return any(
+            len(r) > 1 and r[1] in (b"EXISTS", b"EXPUNGE", b"FETCH", b"RECENT", b"VANISHED")
+            for r in responses
+        )
+
     def logout(self) -> None:
         """End the session politely; a dead connection is just closed. Frees its connection slot."""
         try:

@@ -173,7 +173,10 @@ class FolderData(MailboxDataInterface[ServedMessage]):
         else:
             while not wait_on.is_set():
                 try:
-                    changed = await self.refresh(force=True)
+                    # A NOOP first: the folder's whole state is fetched only when the provider says
+                    # something changed (polling a large folder's flags every few seconds is not free).
+                    news = await _off_loop(self._provider.has_news, self.name)
+                    changed = news and await self.refresh(force=True)
                 except TemporaryFailure:  # the provider is away for now: keep idling, ask again
                     self._note_away(True)
                     changed = False

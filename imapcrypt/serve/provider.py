@@ -186,6 +186,18 @@ class Provider:
 
         return self._run(look, retry=True)
 
+    def has_news(self, folder: str) -> bool:
+        """Whether `folder` may have changed at the provider since this connection last looked (a NOOP;
+        True whenever the connection had to select it again, as it cannot tell then)."""
+
+        def news(session: Session) -> bool:
+            if session.selected != folder:
+                session.select(folder)
+                return True
+            return session.noop_reports_change()
+
+        return self._run(news, retry=True)
+
     # -- content -----------------------------------------------------------------------------------
     def originals(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> dict[int, bytes]:
         """What a client is shown for `uids` (see `shown`): fetched and decrypted (several at once), and
