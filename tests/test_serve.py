@@ -402,3 +402,27 @@ def test_nothing_secret_is_logged_even_at_debug(served: Served, caplog: pytest.L
     assert caplog.records  # something was logged: the test looks at real output
     for secret in (PASSWORD, SUBJECT_MARK, BODY_MARK, "new one", "hello"):
         assert secret not in caplog.text
+
+
+def test_a_message_the_daemon_encrypts_meanwhile_reads_the_same(served: Served) -> None:
+    plain = b"From: a@example.org\r\nSubject: plain for now\r\nMessage-ID: <p1@example.org>\r\n\r\nwords\r\n"
+    old = served.rig.mailbox.append(plain, flags=[b"\\Flagged"])
+    client = served.client()
+    ok(client.select("INBOX"))
+    assert fetched(client, old, "(BODY.PEEK[])") == plain
+    with served.rig.engine() as engine:  # the daemon's pass: the plaintext becomes an encrypted copy
+        assert engine.encrypt_folder("INBOX").encrypted == 1
+    ok(client.noop())
+    uids = [int(u) for u in ok(client.uid("SEARCH", "ALL"))[0].split()]  # type: ignore[union-attr]
+    assert old not in uids
+    new = uids[-1]
+    assert new > old
+    assert fetched(client, new, "(BODY.PEEK[])") == plain
+    assert b"\\Flagged" in fetched_flags(client, new)
+    client.logout()
+
+
+def fetched_flags(client: imaplib.IMAP4, uid: int) -> bytes:
+    """The FLAGS item of `uid`'s FETCH answer."""
+    data = ok(client.uid("FETCH", str(uid), "(FLAGS)"))
+    return b" ".join(part for part in data if isinstance(part, bytes))

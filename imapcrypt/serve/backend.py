@@ -456,6 +456,15 @@ class ServeSession(BaseSession[ServedMessage]):
         except KeyError as exc:
             raise MailboxNotFound(name, try_create=True) from exc
 
+    async def check_mailbox(
+        self, selected: SelectedMailbox, *, wait_on: Event | None = None, housekeeping: bool = False
+    ) -> SelectedMailbox:
+        """NOOP and CHECK ask the provider afresh (clients poll with them); IDLE (`wait_on`) polls."""
+        folder = await self._folder_of(selected)
+        if wait_on is None:
+            await folder.refresh(force=True)
+        return await folder.update_selected(selected, wait_on=wait_on)
+
     async def fetch_messages(
         self, selected: SelectedMailbox, sequence_set: SequenceSet, set_seen: bool
     ) -> tuple[Iterable[tuple[int, ServedMessage]], SelectedMailbox]:
