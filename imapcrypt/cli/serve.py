@@ -11,7 +11,7 @@ import threading
 from imapcrypt.config.model import load_config
 from imapcrypt.errors import ConfigError
 from imapcrypt.secrets import serve_password
-from imapcrypt.serve import DEFAULT_PORT
+from imapcrypt.serve import DEFAULT_CACHE_MB, DEFAULT_PORT
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -29,7 +29,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.drop_index:
         print("search index dropped" if drop_index(config.data_dir) else "there was no search index")
         return 0
-    settings = ServeSettings(port=args.port, starttls=args.starttls, index=not args.no_index)
+    settings = ServeSettings(
+        port=args.port,
+        starttls=args.starttls,
+        index=not args.no_index,
+        cache_bytes=args.cache_mb * 1024 * 1024,
+    )
     server = LocalServer(config, password, settings).start()
     if server.index is not None:
         print(f"search index: {server.index.path}, kept up to date in the background")
@@ -72,6 +77,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--show-password", action="store_true", help="print the local password for the mail client and exit"
+    )
+    parser.add_argument(
+        "--cache-mb",
+        type=int,
+        default=DEFAULT_CACHE_MB,
+        help=f"memory for decrypted messages, in MB (default {DEFAULT_CACHE_MB}); never written to disk",
     )
     parser.add_argument("--no-index", action="store_true", help="keep no search index (SEARCH then decrypts)")
     parser.add_argument(

@@ -8,3 +8,6 @@ messages in memory only, bounded.
 
 # Not 143: that one needs root, and a provider's own local proxy may already have it.
 DEFAULT_PORT = 1143
+# Memory for decrypted, parsed messages: a few thousand typical messages; a folder read in order that is
+# larger than this is decrypted again on the next read (`--cache-mb` gives more).
+DEFAULT_CACHE_MB = 64

@@ -13,7 +13,9 @@ import threading
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
-DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+from imapcrypt.serve import DEFAULT_CACHE_MB
+
+DEFAULT_CACHE_BYTES = DEFAULT_CACHE_MB * 1024 * 1024
 
 Key = tuple[str, str, int, int]
 V = TypeVar("V")
