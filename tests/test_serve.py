@@ -161,10 +161,10 @@ def test_fetch_shows_each_encrypted_copy_as_its_original(served: Served) -> None
         flags = re.search(rb"FLAGS \(([^)]*)\)", meta)
         assert flags is not None
         assert sorted(flags.group(1).decode().split()) == expected_flags
-        when = imaplib.Internaldate2tuple(meta)
+        when = re.search(rb'INTERNALDATE "([^"]+)"', meta)
         assert when is not None
-        assert dt.datetime(*when[:6], tzinfo=dt.UTC).timestamp() == pytest.approx(  # type: ignore[misc]
-            stored[uid].internaldate.timestamp(), abs=86400
+        assert (
+            dt.datetime.strptime(when.group(1).decode(), "%d-%b-%Y %H:%M:%S %z") == stored[uid].internaldate
         )
     client.logout()
 
