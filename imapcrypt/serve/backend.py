@@ -201,6 +201,7 @@ class FolderData(MailboxDataInterface[ServedMessage]):
             return None
         if missing:
             await _off_loop(self._provider.originals, self.name, self._view.uidvalidity, missing)
+        await _off_loop(index.flush)
         return await _off_loop(uids_matching, index, where, terms)
 
     def _note_away(self, away: bool) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import email.message
 import email.parser
 import email.policy
+import logging
+import queue
 import secrets as random_source
 import threading
 from collections.abc import Iterable, Sequence
@@ -26,6 +28,7 @@ from imapcrypt.errors import ConfigError, CredentialsError
 from imapcrypt.message.headers import decode_words
 from imapcrypt.secrets import SERVICE, keyring_backend
 
+log = logging.getLogger(__name__)
 KEY_ENTRY = "search-index-key"
 INDEX_FILE = Path("search") / "index.db"
 # IMAP search keys the index answers, and the columns each one looks in.
@@ -129,11 +132,42 @@ class SearchIndex:
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        # Messages a client had decrypted are indexed by this thread, off the client's path.
+        self._queue: queue.Queue[tuple[str, str, int, dict[int, bytes]] | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._write, name="imapcrypt-serve-index-writer", daemon=True)
+        self._writer.start()
 
     def close(self) -> None:
-        """Close the database."""
+        """Index what is queued, then close the database."""
+        self._queue.put(None)
+        self._writer.join()
         with self._lock:
             self._db.close()
+
+    def add_later(self, account: str, folder: str, uidvalidity: int, originals: dict[int, bytes]) -> None:
+        """Queue `originals` to be indexed by the writer thread (see `flush`)."""
+        self._queue.put((account, folder, uidvalidity, originals))
+
+    def flush(self) -> None:
+        """Wait until everything queued is indexed."""
+        self._queue.join()
+
+    def _write(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self.add(*item)
+            except Exception as exc:  # what does not index is found by decrypting instead
+                # The error's name only: its text might quote the message.
+                log.error(
+                    "search index: %d message(s) not indexed (%s)",
+                    len(item[3]) if item else 0,
+                    type(exc).__name__,
+                )
+            finally:
+                self._queue.task_done()
 
     def add(self, account: str, folder: str, uidvalidity: int, originals: dict[int, bytes]) -> None:
         """Index the text of `originals` (UID -> message; again, for one that was), in one transaction."""

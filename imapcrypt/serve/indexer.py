@@ -113,8 +113,9 @@ class Indexer:
             indexed_meanwhile = self.index.indexed(*where)
             group = [uid for uid in chunk if uid not in indexed_meanwhile]
             done += len(chunk) - len(group)  # a client had these decrypted meanwhile
-            # originals() adds what it decrypts to the index (and leaves the clients' cache alone).
+            # originals() queues what it decrypts for the index (and leaves the clients' cache alone).
             done += len(provider.originals(folder, view.uidvalidity, group))
+            self.index.flush()
             self.progress[account, folder] = FolderProgress(done, len(uids))
         if missing:
             log.info("%s: indexed %d of %d messages in %s", account, done, len(uids), folder)

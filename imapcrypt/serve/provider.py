@@ -201,7 +201,7 @@ class Provider:
     # -- content -----------------------------------------------------------------------------------
     def originals(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> dict[int, bytes]:
         """What a client is shown for `uids` (see `shown`): fetched and decrypted (several at once), and
-        added to the search index if there is one; UIDs gone from the provider are absent."""
+        queued for the search index if there is one; UIDs gone from the provider are absent."""
 
         def fetch(session: Session) -> dict[int, bytes]:
             self._select(session, folder)
@@ -227,7 +227,7 @@ class Provider:
                     "%s: uid %d in %s does not decrypt; shown as stored", self.account.name, uid, folder
                 )
         if self.index is not None:
-            self.index.add(self.account.name, folder, uidvalidity, opened)
+            self.index.add_later(self.account.name, folder, uidvalidity, opened)
         return opened
 
     # -- changes, passed through to the provider's copy ---------------------------------------------
