@@ -61,8 +61,12 @@ T = TypeVar("T")
 # the decrypting threads busy, bounded in bytes so a range of large messages does not fill memory.
 READ_AHEAD_MESSAGES = 48
 READ_AHEAD_BYTES = 16 * 1024 * 1024
-# A view this young is good enough for the update after the command that made it (no change of ours).
-FRESH_SECONDS = 0.5
+# Looking at a large folder's state is not free (10,000 messages: about a second), so commands in a burst
+# share one look. NOOP, CHECK, IDLE and our own changes always look afresh.
+FRESH_SECONDS = 5.0
+# While a client idles, the folder's whole state is fetched at least every this many polls (a NOOP may
+# miss news the provider sent while another command ran on the connection).
+IDLE_FULL_LOOK_EVERY = 6
 # New mail a search decrypts and indexes on the spot; more than this, and the index is still being built.
 INDEX_CATCH_UP = 200
 _FLAG_MODES = {FlagOp.ADD: "add", FlagOp.DELETE: "remove", FlagOp.REPLACE: "replace"}
@@ -171,11 +175,15 @@ class FolderData(MailboxDataInterface[ServedMessage]):
         if wait_on is None:
             await self.refresh()
         else:
+            polls = 0
             while not wait_on.is_set():
+                polls += 1
                 try:
                     # A NOOP first: the folder's whole state is fetched only when the provider says
-                    # something changed (polling a large folder's flags every few seconds is not free).
-                    news = await _off_loop(self._provider.has_news, self.name)
+                    # something changed, or every few polls.
+                    news = polls % IDLE_FULL_LOOK_EVERY == 0 or await _off_loop(
+                        self._provider.has_news, self.name
+                    )
                     changed = news and await self.refresh(force=True)
                 except TemporaryFailure:  # the provider is away for now: keep idling, ask again
                     self._note_away(True)
