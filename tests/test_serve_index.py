@@ -4,8 +4,10 @@ rest with a key from the OS keyring, answering SEARCH without decrypting, update
 from __future__ import annotations
 
 import imaplib
+import os
 import random
 import re
+import stat
 from collections.abc import Iterator
 
 import pytest
@@ -137,3 +139,20 @@ def test_search_and_drop_index_on_the_command_line(
     assert "search index dropped" in capsys.readouterr().out
     assert main(["--config", config, "search", "number 3."]) == 2
     assert "no search index yet" in capsys.readouterr().err
+
+
+def test_what_serve_keeps_on_disk_is_the_users_alone(rig: Rig, memory_keyring: MemoryKeyring) -> None:
+    encrypted_rig(rig, 1)
+    old = os.umask(0o022)  # the common default: imapcrypt must not rely on a strict one
+    try:
+        settings = ServeSettings(port=0, poll_seconds=0.1, wrong_password_pause=0.0, starttls=True)
+        with LocalServer(rig.config(), PASSWORD, settings) as server:
+            assert server.indexer is not None
+            assert server.indexer.pass_done.wait(120)
+    finally:
+        os.umask(old)
+    index_dir = (rig.data_dir / INDEX_FILE).parent
+    assert stat.S_IMODE(index_dir.stat().st_mode) == 0o700
+    for made in index_dir.iterdir():
+        assert stat.S_IMODE(made.stat().st_mode) == 0o600, made.name
+    assert stat.S_IMODE((rig.data_dir / "serve-tls.key").stat().st_mode) == 0o600

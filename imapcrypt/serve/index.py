@@ -26,6 +26,7 @@ import nh3
 
 from imapcrypt.errors import ConfigError, CredentialsError
 from imapcrypt.message.headers import decode_words
+from imapcrypt.private import private_dir, private_file
 from imapcrypt.secrets import SERVICE, keyring_backend
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class SearchIndex:
             raise ConfigError(
                 "the search index needs sqlcipher3, which is not installed", "pip install 'imapcrypt[serve]'"
             ) from None
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self.path = path
         self._db = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute(f"PRAGMA key = \"x'{key}'\"")  # a raw 256-bit key: no passphrase stretching
@@ -131,6 +132,9 @@ class SearchIndex:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
+        # SQLite creates its files under the umask; encrypted or not, they are the user's alone.
+        for made in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm"))):
+            private_file(made)
         self._lock = threading.Lock()
         # Messages a client had decrypted are indexed by this thread, off the client's path.
         self._queue: queue.Queue[tuple[str, str, int, dict[int, bytes]] | None] = queue.Queue()

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from imapcrypt.private import private_dir
+
 CERT_FILE = "serve-tls.pem"
 KEY_FILE = "serve-tls.key"
 VALID_DAYS = 3650  # a self-signed loopback certificate: the client pins it, expiry adds nothing
@@ -29,7 +31,7 @@ def local_certificate(data_dir: Path) -> tuple[Path, Path]:
     cert, key = data_dir / CERT_FILE, data_dir / KEY_FILE
     if cert.exists() and key.exists():
         return cert, key
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     private = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "imapcrypt serve (127.0.0.1)")])
     now = dt.datetime.now(dt.UTC)
