@@ -426,3 +426,21 @@ def fetched_flags(client: imaplib.IMAP4, uid: int) -> bytes:
     """The FLAGS item of `uid`'s FETCH answer."""
     data = ok(client.uid("FETCH", str(uid), "(FLAGS)"))
     return b" ".join(part for part in data if isinstance(part, bytes))
+
+
+def test_list_carries_the_providers_special_use_folders(served: Served) -> None:
+    with served.rig.mailbox.client() as direct:
+        expected = {
+            name: {f for f in flags if f in (b"\\Sent", b"\\Trash", b"\\Drafts", b"\\Junk")}
+            for flags, _, name in direct.list_folders()
+        }
+    assert any(expected.values())  # the test Dovecot has some: the test checks something
+    client = served.client()
+    assert b"SPECIAL-USE" in ok(client.capability())[0]  # type: ignore[operator]
+    lines = [x for x in ok(client.list()) if isinstance(x, bytes)]
+    client.logout()
+    for name, uses in expected.items():
+        line = next(
+            line for line in lines if line.endswith(f'"{name}"'.encode()) or line.endswith(name.encode())
+        )
+        assert {u for u in (b"\\Sent", b"\\Trash", b"\\Drafts", b"\\Junk") if u in line} == uses, line

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 TRASH = b"\\Trash"
 ALL_MAIL = b"\\All"
 
+SPECIAL_USES = frozenset(
+    {b"\\all", b"\\archive", b"\\drafts", b"\\flagged", b"\\junk", b"\\sent", b"\\trash"}
+)
 APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([\d:,]+)\]", re.IGNORECASE)
 THROTTLE_PAUSES = (30.0, 120.0, 300.0)
 # How long a message this session stored may take to show up in its own FETCH answers (Courier shows
@@ -365,6 +368,15 @@ class Session:
     def rename_folder(self, folder: str, new_name: str) -> None:
         """RENAME `folder` to `new_name`."""
         self._call("RENAME", lambda: self.client.rename_folder(folder, new_name))
+
+    def special_uses(self) -> dict[str, tuple[bytes, ...]]:
+        """Each folder's SPECIAL-USE attributes (RFC 6154, e.g. b"\\Sent"), for the folders that have one."""
+        listing = self._call("LIST", self.client.list_folders)
+        return {
+            name: uses
+            for flags, _, name in listing
+            if (uses := tuple(f for f in flags if f.lower() in SPECIAL_USES))
+        }
 
     def special_folder(self, flag: bytes) -> str | None:
         """The folder carrying the SPECIAL-USE attribute `flag` (e.g. b"\\\\Trash"), if any."""

@@ -374,6 +374,11 @@ class FolderSet(MailboxSetInterface[FolderData]):
         self._folders: dict[str, FolderData] = {}
 
     @property
+    def provider(self) -> Provider:
+        """The provider connection the folders come from."""
+        return self._provider
+
+    @property
     def delimiter(self) -> str:
         """The provider's hierarchy delimiter."""
         return self._delimiter
@@ -434,8 +439,9 @@ class ServeConfig(IMAPConfig):
 
     @property
     def backend_capability(self) -> BackendCapability:
-        """IDLE (polled from the provider); no OBJECTID; MULTIAPPEND is pymap's own loop."""
-        return BackendCapability(idle=True, object_id=False, multi_append=True)
+        """IDLE (polled from the provider); no OBJECTID; MULTIAPPEND is pymap's own loop; the
+        provider's SPECIAL-USE attributes are passed on."""
+        return BackendCapability(idle=True, object_id=False, multi_append=True, custom=[b"SPECIAL-USE"])
 
 
 class ServeSession(BaseSession[ServedMessage]):
@@ -464,6 +470,19 @@ class ServeSession(BaseSession[ServedMessage]):
             return await self.mailbox_set.get_mailbox(name)
         except KeyError as exc:
             raise MailboxNotFound(name, try_create=True) from exc
+
+    async def list_mailboxes(
+        self, ref_name: str, filter_: str, subscribed: bool = False, selected: SelectedMailbox | None = None
+    ) -> tuple[Iterable[tuple[str, str | None, Sequence[bytes]]], SelectedMailbox | None]:
+        """LIST, with the provider's SPECIAL-USE attributes: a client files drafts and sent mail in the
+        provider's Drafts and Sent folders, where they arrive encrypted."""
+        listing, updates = await super().list_mailboxes(ref_name, filter_, subscribed, selected)
+        uses = await _off_loop(self._folders.provider.special_uses) if filter_ else {}
+        # pymap writes attributes without their backslash.
+        return [
+            (name, delimiter, [*attributes, *(use.lstrip(b"\\") for use in uses.get(name, ()))])
+            for name, delimiter, attributes in listing
+        ], updates
 
     async def check_mailbox(
         self, selected: SelectedMailbox, *, wait_on: Event | None = None, housekeeping: bool = False

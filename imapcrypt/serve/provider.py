@@ -149,6 +149,10 @@ class Provider:
         """The provider's hierarchy delimiter and every selectable folder's name."""
         return self._run(lambda s: (s.delimiter(), s.list_folders()), retry=True)
 
+    def special_uses(self) -> dict[str, tuple[bytes, ...]]:
+        """The provider's SPECIAL-USE attributes by folder (so a client finds Sent, Drafts, Trash)."""
+        return self._run(lambda s: s.special_uses(), retry=True)
+
     def create(self, folder: str) -> None:
         """Create `folder` at the provider."""
         self._run(lambda s: s.create_folder(folder), retry=False)
