@@ -103,6 +103,7 @@ def test_a_wrong_password_or_unknown_name_is_refused(served: Served) -> None:
         client.shutdown()
     client = served.client()
     assert client.state == "AUTH"
+    assert client.welcome.endswith(b"] imapcrypt serve ready")  # no DNS look-up of the machine's name
     client.logout()
 
 

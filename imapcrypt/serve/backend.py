@@ -443,6 +443,11 @@ class ServeConfig(IMAPConfig):
         provider's SPECIAL-USE attributes are passed on."""
         return BackendCapability(idle=True, object_id=False, multi_append=True, custom=[b"SPECIAL-USE"])
 
+    @property
+    def greeting(self) -> bytes:
+        """The greeting: pymap's default looks the machine's name up in DNS at every connection."""
+        return b"imapcrypt serve ready"
+
 
 class ServeSession(BaseSession[ServedMessage]):
     """One local client's session over its own provider connection."""
