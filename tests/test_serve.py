@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from imapcrypt.errors import ImapcryptError
 from imapcrypt.message import envelope
 from imapcrypt.serve.server import LOOPBACK, LocalServer, ServeSettings
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
@@ -445,3 +446,13 @@ def test_list_carries_the_providers_special_use_folders(served: Served) -> None:
             line for line in lines if line.endswith(f'"{name}"'.encode()) or line.endswith(name.encode())
         )
         assert {u for u in (b"\\Sent", b"\\Trash", b"\\Drafts", b"\\Junk") if u in line} == uses, line
+
+
+def test_a_port_in_use_is_refused_with_the_fix(served: Served) -> None:
+    second = LocalServer(served.rig.config(), PASSWORD, _settings(served.server.port))
+    with pytest.raises(ImapcryptError, match="did not start") as refused:
+        second.start()
+    assert "--port" in refused.value.fix
+    # The first server is unharmed.
+    client = served.client()
+    client.logout()
