@@ -2,8 +2,9 @@
 
 `provider` is the account's side (the provider's folders through imapcrypt's own Session, decrypting
 on demand, sealing what a client appends), `backend` adapts it to pymap's backend interfaces, `server`
-runs pymap's IMAP server on loopback, `password` is the local password and `cache` keeps decrypted
-messages in memory only, bounded.
+runs pymap's IMAP server on loopback, `cache` keeps decrypted messages in memory only, bounded, `index`
+and `indexer` keep the encrypted search index, and `tls` makes the certificate for `--starttls`. The
+local password is secrets.serve_password.
 """
 
 # Not 143: that one needs root, and a provider's own local proxy may already have it.
