@@ -9,6 +9,7 @@ import random
 import re
 import stat
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ from imapcrypt.cli.main import main
 from imapcrypt.message import envelope
 from imapcrypt.secrets import SERVICE
 from imapcrypt.serve import provider as provider_module
-from imapcrypt.serve.index import INDEX_FILE, KEY_ENTRY, drop_index
+from imapcrypt.serve.index import INDEX_FILE, KEY_ENTRY, SearchIndex, drop_index
 from imapcrypt.serve.server import LOOPBACK, LocalServer, ServeSettings
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, make_message
 from tests.fixtures.engine import Rig
@@ -156,3 +157,15 @@ def test_what_serve_keeps_on_disk_is_the_users_alone(rig: Rig, memory_keyring: M
     for made in index_dir.iterdir():
         assert stat.S_IMODE(made.stat().st_mode) == 0o600, made.name
     assert stat.S_IMODE((rig.data_dir / "serve-tls.key").stat().st_mode) == 0o600
+
+
+def test_an_index_made_with_a_lost_key_is_started_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "index.db"
+    first = SearchIndex(path, "ab" * 32)
+    first.add("a", "INBOX", 1, {5: b"From: x@example.org\r\nSubject: kiwi\r\n\r\nbody\r\n"})
+    first.close()
+    again = SearchIndex(path, "cd" * 32)  # the keyring was reset: a new key
+    assert again.count() == 0
+    again.add("a", "INBOX", 1, {6: b"From: y@example.org\r\nSubject: mango\r\n\r\nbody\r\n"})
+    assert again.search("a", "INBOX", 1, b"SUBJECT", "mango") == {6}
+    again.close()

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keyring.errors
 import nh3
@@ -126,12 +127,13 @@ class SearchIndex:
             ) from None
         private_dir(path.parent)
         self.path = path
-        self._db = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute(f"PRAGMA key = \"x'{key}'\"")  # a raw 256-bit key: no passphrase stretching
-        # The index can always be rebuilt from the mailbox: a write-ahead log without a sync per message.
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = self._open(sqlcipher3, key)
+        except sqlcipher3.DatabaseError:
+            # Another key made it (the keyring was reset): it cannot be read, and it can be rebuilt.
+            log.warning("search index: made with another key; starting a new one")
+            _remove_files(path)
+            self._db = self._open(sqlcipher3, key)
         # SQLite creates its files under the umask; encrypted or not, they are the user's alone.
         for made in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm"))):
             private_file(made)
@@ -140,6 +142,19 @@ class SearchIndex:
         self._queue: queue.Queue[tuple[str, str, int, dict[int, bytes]] | None] = queue.Queue()
         self._writer = threading.Thread(target=self._write, name="imapcrypt-serve-index-writer", daemon=True)
         self._writer.start()
+
+    def _open(self, sqlcipher3: Any, key: str) -> Any:
+        db = sqlcipher3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        try:
+            db.execute(f"PRAGMA key = \"x'{key}'\"")  # a raw 256-bit key: no passphrase stretching
+            # The index can always be rebuilt from the mailbox: a write-ahead log, no sync per message.
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         """Index what is queued, then close the database."""
@@ -271,12 +286,16 @@ def open_index(data_dir: Path, create: bool = True) -> SearchIndex | None:
     return SearchIndex(data_dir / INDEX_FILE, key)
 
 
+def _remove_files(path: Path) -> None:
+    for made in (path, *(path.with_name(path.name + end) for end in ("-journal", "-wal", "-shm"))):
+        made.unlink(missing_ok=True)
+
+
 def drop_index(data_dir: Path) -> bool:
     """Delete the index and its key; whether there was one."""
     path = data_dir / INDEX_FILE
     existed = path.exists()
-    for leftover in (path, *(path.with_name(path.name + end) for end in ("-journal", "-wal", "-shm"))):
-        leftover.unlink(missing_ok=True)
+    _remove_files(path)
     with suppress(keyring.errors.KeyringError):  # no keyring, or no key in it: nothing to delete
         keyring_backend().delete_password(SERVICE, KEY_ENTRY)
     return existed
