@@ -169,3 +169,16 @@ def test_an_index_made_with_a_lost_key_is_started_afresh(tmp_path: Path) -> None
     again.add("a", "INBOX", 1, {6: b"From: y@example.org\r\nSubject: mango\r\n\r\nbody\r\n"})
     assert again.search("a", "INBOX", 1, b"SUBJECT", "mango") == {6}
     again.close()
+
+
+def test_what_was_indexed_under_another_uidvalidity_is_forgotten(tmp_path: Path) -> None:
+    index = SearchIndex(tmp_path / "index.db", "ab" * 32)
+    raw = b"From: x@example.org\r\nSubject: kiwi\r\n\r\nbody\r\n"
+    index.add("a", "INBOX", 1, {5: raw})
+    index.add("a", "INBOX", 2, {5: raw, 6: raw})
+    index.add("a", "Sent", 1, {5: raw})
+    assert index.forget_other_validities("a", "INBOX", 2) == 1
+    assert index.indexed("a", "INBOX", 1) == set()
+    assert index.indexed("a", "INBOX", 2) == {5, 6}
+    assert index.indexed("a", "Sent", 1) == {5}  # other folders keep theirs
+    index.close()

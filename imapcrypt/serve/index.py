@@ -224,6 +224,21 @@ class SearchIndex:
         with self._lock:
             self._drop(account, folder, uidvalidity, uids)
 
+    def forget_other_validities(self, account: str, folder: str, uidvalidity: int) -> int:
+        """Drop what was indexed of the folder under another UIDVALIDITY (its UIDs name other mail now);
+        how many messages that was."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM docs WHERE account = ? AND folder = ? AND uidvalidity != ?",
+                (account, folder, uidvalidity),
+            ).fetchall()
+            self._db.execute("BEGIN")
+            for row in rows:
+                self._db.execute("DELETE FROM text WHERE rowid = ?", row)
+                self._db.execute("DELETE FROM docs WHERE id = ?", row)
+            self._db.execute("COMMIT")
+        return len(rows)
+
     def indexed(self, account: str, folder: str, uidvalidity: int) -> set[int]:
         """The UIDs of the folder that are indexed."""
         with self._lock:

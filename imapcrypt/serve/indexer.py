@@ -97,6 +97,7 @@ class Indexer:
         account = provider.account.name
         view = provider.view(folder)
         where = (account, folder, view.uidvalidity)
+        self.index.forget_other_validities(*where)
         have = self.index.indexed(*where)
         uids = [entry.uid for entry in view.entries]
         self.index.forget(*where, have - set(uids))
