@@ -456,3 +456,38 @@ def test_a_port_in_use_is_refused_with_the_fix(served: Served) -> None:
     # The first server is unharmed.
     client = served.client()
     client.logout()
+
+
+def bodystructure(answer: bytes) -> bytes:
+    """The parenthesised BODYSTRUCTURE in one FETCH answer line (its parentheses balanced)."""
+    start = answer.index(b"BODYSTRUCTURE (") + len(b"BODYSTRUCTURE ")
+    depth = 0
+    for end in range(start, len(answer)):
+        depth += {ord("("): 1, ord(")"): -1}.get(answer[end], 0)
+        if depth == 0:
+            return answer[start : end + 1]
+    raise AssertionError(answer)
+
+
+@pytest.mark.parametrize("kind", [b"text/plain", b"multipart/mixed"])
+def test_bodystructure_is_what_dovecot_gives_for_the_original(served: Served, kind: bytes) -> None:
+    seeds = [s.raw for s in varied_seeds(12, seed=4)]
+    original = next(raw for raw in seeds if b"Content-Type: " + kind in raw)
+    uid = served.rig.mailbox.append(original)
+    with served.rig.engine() as engine:
+        assert engine.encrypt_folder("INBOX").encrypted == 1
+    uid = max(provider_uids(served.rig))
+    served.rig.mailbox.append(original, folder="Plain")  # the same original, stored as itself
+    direct = imaplib.IMAP4(LOOPBACK, served.rig.mailbox.port, timeout=60)
+    direct.login(served.rig.mailbox.user, served.rig.mailbox.password)
+    ok(direct.select("Plain"))
+    expected = bodystructure(ok(direct.fetch("1", "(BODYSTRUCTURE)"))[0])  # type: ignore[arg-type]
+    direct.logout()
+    client = served.client()
+    ok(client.select("INBOX"))
+    got = bodystructure(ok(client.uid("FETCH", str(uid), "(BODYSTRUCTURE)"))[0])  # type: ignore[arg-type]
+    client.logout()
+    assert re.search(rb'"7BIT" \d+ \d+', got.upper())  # the body's size and lines are in it
+    # serve gives no disposition (NIL: pymap's own form is not RFC 3501's); all the rest is Dovecot's.
+    without_disposition = re.sub(rb'\("(?:ATTACHMENT|INLINE)" (?:\([^)]*\)|NIL)\)', b"NIL", expected.upper())
+    assert got.upper() == without_disposition
