@@ -458,14 +458,20 @@ def test_a_port_in_use_is_refused_with_the_fix(served: Served) -> None:
     client.logout()
 
 
-def bodystructure(answer: bytes) -> bytes:
-    """The parenthesised BODYSTRUCTURE in one FETCH answer line (its parentheses balanced)."""
-    start = answer.index(b"BODYSTRUCTURE (") + len(b"BODYSTRUCTURE ")
-    depth = 0
+def parenthesised(answer: bytes, item: str) -> bytes:
+    """The parenthesised value of FETCH item `item` in one answer line (quoted strings skipped)."""
+    start = answer.index(item.encode() + b" (") + len(item) + 1
+    depth, quoted, escaped = 0, False, False
     for end in range(start, len(answer)):
-        depth += {ord("("): 1, ord(")"): -1}.get(answer[end], 0)
-        if depth == 0:
-            return answer[start : end + 1]
+        char = answer[end : end + 1]
+        if quoted:
+            quoted, escaped = (not (char == b'"' and not escaped)), (char == b"\\" and not escaped)
+        elif char == b'"':
+            quoted = True
+        elif char in b"()":
+            depth += 1 if char == b"(" else -1
+            if depth == 0:
+                return answer[start : end + 1]
     raise AssertionError(answer)
 
 
@@ -481,13 +487,45 @@ def test_bodystructure_is_what_dovecot_gives_for_the_original(served: Served, ki
     direct = imaplib.IMAP4(LOOPBACK, served.rig.mailbox.port, timeout=60)
     direct.login(served.rig.mailbox.user, served.rig.mailbox.password)
     ok(direct.select("Plain"))
-    expected = bodystructure(ok(direct.fetch("1", "(BODYSTRUCTURE)"))[0])  # type: ignore[arg-type]
+    expected = parenthesised(ok(direct.fetch("1", "(BODYSTRUCTURE)"))[0], "BODYSTRUCTURE")  # type: ignore[arg-type]
     direct.logout()
     client = served.client()
     ok(client.select("INBOX"))
-    got = bodystructure(ok(client.uid("FETCH", str(uid), "(BODYSTRUCTURE)"))[0])  # type: ignore[arg-type]
+    got = parenthesised(ok(client.uid("FETCH", str(uid), "(BODYSTRUCTURE)"))[0], "BODYSTRUCTURE")  # type: ignore[arg-type]
     client.logout()
     assert re.search(rb'"7BIT" \d+ \d+', got.upper())  # the body's size and lines are in it
     # serve gives no disposition (NIL: pymap's own form is not RFC 3501's); all the rest is Dovecot's.
     without_disposition = re.sub(rb'\("(?:ATTACHMENT|INLINE)" (?:\([^)]*\)|NIL)\)', b"NIL", expected.upper())
     assert got.upper() == without_disposition
+
+
+ENCODED = (
+    b'From: =?utf-8?q?J=C3=B6rg?= <j@example.org>\r\nTo: a@example.net, "B, C" <b@example.net>\r\n'
+    b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= and more\r\nDate: Mon, 2 Sep 2024 10:00:00 +0200\r\n"
+    b"Message-ID: <x1@example.org>\r\nIn-Reply-To: <x0@example.org>\r\nReply-To: r@example.org\r\n"
+    b"\r\nbody\r\n"
+)
+
+
+def test_envelope_is_what_dovecot_gives_for_the_original(served: Served) -> None:
+    served.rig.mailbox.append(ENCODED)
+    with served.rig.engine() as engine:
+        assert engine.encrypt_folder("INBOX").encrypted == 1
+    uid = max(provider_uids(served.rig))
+    served.rig.mailbox.append(ENCODED, folder="Plain")
+    direct = imaplib.IMAP4(LOOPBACK, served.rig.mailbox.port, timeout=60)
+    direct.login(served.rig.mailbox.user, served.rig.mailbox.password)
+    ok(direct.select("Plain"))
+    expected = ok(direct.fetch("1", "(ENVELOPE)"))[0]
+    direct.logout()
+    client = served.client()
+    ok(client.select("INBOX"))
+    got = ok(client.uid("FETCH", str(uid), "(ENVELOPE)"))[0]
+    client.logout()
+    assert isinstance(got, bytes)  # one line: no 8-bit literal, the subject still MIME-encoded
+    assert isinstance(expected, bytes)
+
+    def envelope_of(line: bytes) -> bytes:
+        return re.sub(rb"\) \(", b")(", parenthesised(line, "ENVELOPE"))
+
+    assert envelope_of(got) == envelope_of(expected)

@@ -35,17 +35,10 @@ from pymap.interfaces.login import IdentityInterface, LoginInterface
 from pymap.interfaces.message import CachedMessage
 from pymap.listtree import ListTree
 from pymap.mailbox import MailboxSnapshot
-from pymap.message import BaseLoadedMessage, BaseMessage
+from pymap.message import BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response.code import CopyUid
-from pymap.parsing.response.fetch import (
-    BodyStructure,
-    ContentBodyStructure,
-    MessageBodyStructure,
-    MultipartBodyStructure,
-    TextBodyStructure,
-)
 from pymap.parsing.specials import FetchRequirement, ObjectId, SearchKey, SequenceSet
 from pymap.parsing.specials.flag import Flag, Recent, Seen, Wildcard, get_system_flags
 from pymap.search import SearchCriteriaSet, SearchParams
@@ -59,6 +52,7 @@ from imapcrypt.errors import ImapcryptError
 from imapcrypt.serve.cache import OriginalCache
 from imapcrypt.serve.index import COLUMNS, uids_matching
 from imapcrypt.serve.provider import FolderView, Provider
+from imapcrypt.serve.structure import LoadedOriginal
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -110,35 +104,6 @@ class ServedMessage(BaseMessage):
         if not requirement.has_none(FetchRequirement.CONTENT):
             content = await self._folder.content(self.uid)
         return LoadedOriginal(self, requirement, content)
-
-
-class LoadedOriginal(BaseLoadedMessage):
-    """pymap's loaded message, with BODYSTRUCTURE's size (and lines) of every part counted over its
-    body, as RFC 3501 says and Dovecot does (pymap 0.36 counts the part's header, the line end before
-    the next boundary, and one line more than the body's line ends), and no disposition rather than
-    one in a form RFC 3501 does not allow."""
-
-    @classmethod
-    def _get_size_with_lines(cls, msg: MessageContent) -> tuple[int, int]:
-        body = bytes(msg.body)
-        return len(body), body.count(b"\n")
-
-    @classmethod
-    def _get_body_structure(cls, msg: MessageContent) -> BodyStructure:
-        found = super()._get_body_structure(msg)
-        # pymap writes a disposition as one quoted string where RFC 3501 wants ("attachment" (params)):
-        # a client's parser may reject the whole structure. NIL is valid; the part's MIME header has it.
-        found.content_disposition = None
-        if isinstance(found, ContentBodyStructure):  # an attachment's size, too, is its body's
-            found.size = len(bytes(msg.body))
-        elif isinstance(found, MultipartBodyStructure):
-            # The line end before a boundary belongs to the boundary (RFC 2046), not to the part.
-            for part, content in zip(found.parts, msg.body.nested, strict=True):
-                if isinstance(part, ContentBodyStructure) and bytes(content.body).endswith(b"\r\n"):
-                    part.size -= 2
-                    if isinstance(part, TextBodyStructure | MessageBodyStructure):
-                        part.lines -= 1
-        return found
 
 
 def _flags(raw: Iterable[bytes]) -> frozenset[Flag]:
