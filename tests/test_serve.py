@@ -529,3 +529,18 @@ def test_envelope_is_what_dovecot_gives_for_the_original(served: Served) -> None
         return re.sub(rb"\) \(", b")(", parenthesised(line, "ENVELOPE"))
 
     assert envelope_of(got) == envelope_of(expected)
+
+
+def test_create_rename_and_delete_a_folder_at_the_provider(served: Served) -> None:
+    client = served.client()
+    ok(client.create("Projects"))
+    with served.rig.mailbox.client() as direct:
+        assert direct.folder_exists("Projects")
+    ok(client.rename("Projects", "Archive2"))
+    ok(client.select("Archive2"))
+    ok(client.close())
+    ok(client.delete("Archive2"))
+    with served.rig.mailbox.client() as direct:
+        assert not direct.folder_exists("Projects")
+        assert not direct.folder_exists("Archive2")
+    client.logout()

@@ -354,16 +354,12 @@ class Session:
     def delimiter(self) -> str:
         """The server's hierarchy delimiter (e.g. "/" or "."), "/" when it names none."""
         listing = self._call("LIST", lambda: self.client.list_folders(pattern=""))
-        found = next((delim for _, delim, _ in listing if delim), b"/")
-        return found.decode("ascii") if isinstance(found, bytes) else str(found)
-
-    def create_folder(self, folder: str) -> None:
-        """CREATE `folder`."""
-        self._call("CREATE", lambda: self.client.create_folder(folder))
-
-    def delete_folder(self, folder: str) -> None:
-        """DELETE `folder` (the server refuses INBOX)."""
-        self._call("DELETE", lambda: self.client.delete_folder(folder))
+        with parsed_response(self.host, "LIST"):
+            found = next((delim for _, delim, _ in listing if delim), b"/")
+            text = found.decode("ascii") if isinstance(found, bytes) else str(found)
+            if len(text) != 1:
+                raise ValueError("the hierarchy delimiter is not one character")
+            return text
 
     def rename_folder(self, folder: str, new_name: str) -> None:
         """RENAME `folder` to `new_name`."""
@@ -372,11 +368,12 @@ class Session:
     def special_uses(self) -> dict[str, tuple[bytes, ...]]:
         """Each folder's SPECIAL-USE attributes (RFC 6154, e.g. b"\\Sent"), for the folders that have one."""
         listing = self._call("LIST", self.client.list_folders)
-        return {
-            name: uses
-            for flags, _, name in listing
-            if (uses := tuple(f for f in flags if f.lower() in SPECIAL_USES))
-        }
+        with parsed_response(self.host, "LIST"):
+            return {
+                name: uses
+                for flags, _, name in listing
+                if (uses := tuple(f for f in _flags(flags) if f.lower() in SPECIAL_USES))
+            }
 
     def special_folder(self, flag: bytes) -> str | None:
         """The folder carrying the SPECIAL-USE attribute `flag` (e.g. b"\\\\Trash"), if any."""
@@ -503,14 +500,19 @@ class Session:
     def fetch_all_flags(self) -> dict[int, tuple[tuple[bytes, ...], dt.datetime, int]]:
         """Flags, INTERNALDATE and size of every message in the selected folder, by UID."""
         # imapclient takes no "1:*" range: the UIDs first, then one FETCH of them all.
-        uids = self._call("SEARCH", lambda: self.client.search(["ALL"]))
+        uids = self.search(["ALL"])
         if not uids:
             return {}
         data = self._call("FETCH", lambda: self.client.fetch(uids, ["FLAGS", "INTERNALDATE", "RFC822.SIZE"]))
-        return {
-            uid: (tuple(item[b"FLAGS"]), item[b"INTERNALDATE"], int(item[b"RFC822.SIZE"]))
-            for uid, item in data.items()
-        }
+        with parsed_response(self.host, "FETCH"):
+            return {
+                number(uid, "UID", 1): (
+                    _flags(item[b"FLAGS"]),
+                    _date(item[b"INTERNALDATE"]),
+                    number(item[b"RFC822.SIZE"], "RFC822.SIZE", 0, MAX_SIZE),
+                )
+                for uid, item in data.items()
+            }
 
     def fetch_bodies(self, uids: Sequence[int]) -> dict[int, bytes]:
         """The exact bytes of `uids` (BODY.PEEK[] never sets \\Seen); vanished UIDs are absent."""
@@ -595,7 +597,8 @@ class Session:
             mode, self.client.set_flags
         )
         answer = self._call("STORE", lambda: command(uids, list(flags)))
-        return {uid: tuple(found) for uid, found in answer.items()}
+        with parsed_response(self.host, "STORE"):
+            return {number(uid, "UID", 1): _flags(found) for uid, found in answer.items()}
 
     def expunge_uids(self, uids: Sequence[int]) -> None:
         """Expunge exactly `uids` (already \\Deleted) with UID EXPUNGE; without UIDPLUS a bare EXPUNGE,
@@ -659,11 +662,12 @@ class Session:
         return name if name.startswith(prefix) else prefix + name
 
     def create_folder(self, folder: str) -> None:
-        """CREATE `folder` (doctor's scratch folder)."""
+        """CREATE `folder` (doctor's scratch folder, or one a client of `serve` creates)."""
         self._call("CREATE", lambda: self.client.create_folder(folder))
 
     def delete_folder(self, folder: str) -> None:
-        """DELETE `folder` with everything in it (only ever doctor's own scratch folder)."""
+        """DELETE `folder` with everything in it (doctor's own scratch folder, or one a client of `serve`
+        deletes: the client asked for exactly that)."""
         if self.selected == folder:
             self._call("CLOSE", self.client.close_folder)
             self.selected = None
@@ -695,10 +699,11 @@ class Session:
         """NOOP on the selected folder: whether the server reported a change since the last command
         (a new, expunged or re-flagged message). Cheaper than fetching the folder's state to compare."""
         _, responses = self._call("NOOP", self.client.noop)
-        return any(
-            len(r) > 1 and r[1] in (b"EXISTS", b"EXPUNGE", b"FETCH", b"RECENT", b"VANISHED")
-            for r in responses
-        )
+        with parsed_response(self.host, "NOOP"):
+            return any(
+                isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"EXPUNGE", b"FETCH", b"RECENT")
+                for r in responses
+            )
 
     def logout(self) -> None:
         """End the session politely; a dead connection is just closed. Frees its connection slot."""

@@ -160,12 +160,7 @@ class Provider:
     def delete(self, folder: str) -> None:
         """Delete `folder` at the provider."""
 
-        def delete(session: Session) -> None:
-            if session.selected == folder:
-                session.selected = None
-            session.delete_folder(folder)
-
-        self._run(delete, retry=False)
+        self._run(lambda s: s.delete_folder(folder), retry=False)
 
     def rename(self, folder: str, new_name: str) -> None:
         """Rename `folder` at the provider."""
