@@ -8,7 +8,7 @@ unless it says otherwise: the tray calls it through `run_task`, never on the GUI
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from imapcrypt import __version__, autostart, reader
 from imapcrypt.config import write as config_write
@@ -26,7 +26,8 @@ from imapcrypt.keys.unlock import check_passphrase, forget_passphrases
 from imapcrypt.openpgp.binary import find_gpg, gpg_version, install_gpg_hint
 from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.reader import Attachment, ParsedMessage, Summary
-from imapcrypt.secrets import store_account_password
+from imapcrypt.secrets import serve_password, store_account_password
+from imapcrypt.serve import DEFAULT_PORT as DEFAULT_SERVE_PORT
 from imapcrypt.setup import order_folders
 from imapcrypt.wiring import account_passphrase, open_session
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from imapcrypt.demo import Demo
 
 __all__ = [
+    "DEFAULT_SERVE_PORT",
     "PRESETS",
     "Account",
     "AccountWorker",
@@ -42,6 +44,7 @@ __all__ = [
     "DaemonEvents",
     "ParsedMessage",
     "Preset",
+    "RunningServer",
     "Security",
     "StateChange",
     "Summary",
@@ -53,12 +56,14 @@ __all__ = [
     "gnupg_description",
     "list_folder",
     "load_config",
+    "local_server_password",
     "lock",
     "open_message",
     "save_account",
     "server_folders",
     "set_autostart",
     "start_demo",
+    "start_local_server",
     "stored_passphrase",
     "summaries_of",
     "unlock",
@@ -169,3 +174,26 @@ def start_demo() -> Demo:
     from imapcrypt import demo  # noqa: PLC0415 - its server is loaded only when someone asks for it
 
     return demo.start_demo()
+
+
+def local_server_password(config: Config) -> str:
+    """The password a mail client gives the local IMAP server (`imapcrypt serve --show-password`)."""
+    return serve_password(config.data_dir)[0]
+
+
+class RunningServer(Protocol):
+    """The local IMAP server while it runs: where it listens, and how to stop it."""
+
+    port: int
+
+    def stop(self) -> None:
+        """Stop serving and close the provider connections it holds (blocks until done)."""
+
+
+def start_local_server(config: Config, port: int) -> RunningServer:
+    """Start the local IMAP server of `imapcrypt serve` for `config`'s accounts on 127.0.0.1:`port`
+    (0: any free port) inside this process; returns once it listens. Stop it with its `stop()`."""
+    # pymap loads only when the server is asked for: the tray starts without it.
+    from imapcrypt.serve.server import LocalServer, ServeSettings  # noqa: PLC0415
+
+    return LocalServer(config, local_server_password(config), ServeSettings(port=port)).start()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import imaplib
 import re
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -213,3 +215,42 @@ def test_a_server_answer_is_shown_as_text_never_as_markup(
     assert "<" not in plain_notification(window.message.text())
     with qtbot.waitSignal(app.controller.stopped, timeout=WAIT_MS):
         app.quit()
+
+
+def test_the_local_imap_server_switch_serves_the_mailbox_decrypted(
+    qtbot: QtBot, rig: Rig, tray_app: TrayApp
+) -> None:
+    rig.mailbox.seed(varied_seeds(2))
+    tray_app.start()
+    qtbot.waitUntil(lambda: tray_app.tray.state == "idle" and _all_ours(rig), timeout=WAIT_MS)
+    switch = tray_app.tray.serving
+    switch.port = 0  # any free port: the default one may be taken on a test machine
+    assert switch.action.isEnabled()
+    switch.action.trigger()
+    qtbot.waitUntil(lambda: switch.server is not None, timeout=WAIT_MS)
+    assert switch.server is not None
+    port = switch.server.port
+    assert f"127.0.0.1:{port}" in switch.action.text()
+    shown = switch.text.text()
+    password = re.search(r"password: (\S+)", shown)
+    assert password is not None
+    assert switch.text.textFormat() == Qt.TextFormat.PlainText
+    client = imaplib.IMAP4("127.0.0.1", port)
+    try:
+        client.login("test", password.group(1))
+        client.select("INBOX", readonly=True)
+        _, data = client.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        subjects = b"".join(part[1] for part in data if isinstance(part, tuple))
+        assert b"Subject:" in subjects
+        assert b"[...]" not in subjects  # the originals' subjects, not the copies' placeholder
+    finally:
+        client.logout()
+    switch.action.trigger()
+    assert switch.server is None
+    assert not switch.action.isChecked()
+
+    def refused() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) != 0
+
+    qtbot.waitUntil(refused, timeout=WAIT_MS)

@@ -161,6 +161,7 @@ class TrayApp:
     def quit(self) -> None:
         """Stop the workers (the message in flight completes), then end the event loop."""
         self.quitting = True
+        self.tray.serving.stop()
         self.tray.status_action.setText("Quitting: finishing the message in flight…")
         if self.controller.accounts:
             self.controller.shutdown()

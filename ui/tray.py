@@ -1,8 +1,8 @@
 """The tray icon and its menu, or a small status window where the desktop has no tray.
 
 The icon says the overall state (idle, working, paused, error, offline), the tooltip the counts, and
-the menu offers: status line, Encrypt now, Pause/Resume, Reader, Activity, Settings…, About imapcrypt…,
-Quit.
+the menu offers: status line, Encrypt now, Pause/Resume, Reader, the local IMAP server for mail clients
+(on/off), Activity, Settings…, About imapcrypt…, Quit.
 Errors and a finished backlog become notifications.
 """
 
@@ -28,6 +28,7 @@ from imapcrypt_ui.qt import (
     QWidget,
     Signal,
 )
+from imapcrypt_ui.serving import LocalServerSwitch
 from imapcrypt_ui.tasks import run_task
 
 from imapcrypt import __version__, api
@@ -104,6 +105,7 @@ class Tray(QObject):
         quit_app: Callable[[], None],
         *,
         use_tray: bool | None = None,
+        serve_port: int = api.DEFAULT_SERVE_PORT,
     ) -> None:
         super().__init__()
         self.controller = controller
@@ -120,6 +122,7 @@ class Tray(QObject):
         self.activity_action.triggered.connect(open_activity)
         self.settings_action = QAction("Settings…", self.menu)
         self.settings_action.triggered.connect(open_settings)
+        self.serving = LocalServerSwitch(self.menu, lambda: controller.config, serve_port)
         self.about_action = QAction("About imapcrypt…", self.menu)
         self.about_action.triggered.connect(self.show_about)
         self.about_box: QMessageBox | None = None
@@ -130,7 +133,13 @@ class Tray(QObject):
         for action in (self.encrypt_action, self.pause_action):
             self.menu.addAction(action)
         self.menu.addSeparator()
-        for action in (self.reader_action, self.activity_action, self.settings_action, self.about_action):
+        for action in (
+            self.reader_action,
+            self.serving.action,
+            self.activity_action,
+            self.settings_action,
+            self.about_action,
+        ):
             self.menu.addAction(action)
         self.menu.addSeparator()
         self.menu.addAction(self.quit_action)
@@ -191,6 +200,8 @@ class Tray(QObject):
         usable = bool(self.controller.accounts) and self.state != "offline"
         for action in (self.encrypt_action, self.pause_action, self.reader_action):
             action.setEnabled(usable)
+        if self.serving.server is None:  # a running server can always be switched off
+            self.serving.action.setEnabled(bool(self.controller.accounts))
         icon = state_icon(self.state)
         if self.icon is not None:
             self.icon.setIcon(icon)
