@@ -16,10 +16,10 @@ import binascii
 import email.message
 import re
 
+from imapcrypt.message.copy import ARMOR_BEGIN as _BEGIN
+from imapcrypt.message.copy import ARMOR_END as _END
 from imapcrypt.openpgp import packets
 
-_BEGIN = b"-----BEGIN PGP MESSAGE-----"
-_END = b"-----END PGP MESSAGE-----"
 # Armor header lines that PGP/MIME and inline-PGP writers add; anything else is treated as text.
 _ARMOR_KEYS = frozenset({b"version", b"comment", b"charset", b"messageid"})
 MAX_ARMOR_HEADERS = 5

@@ -13,15 +13,13 @@ import email
 import email.message
 import email.policy
 import enum
-import re
 from collections.abc import Callable
 
 from imapcrypt.message import ciphertext
+from imapcrypt.message.copy import ARMOR_BEGIN, ENCRYPTED_TYPE, MARKER_HEADER, copy_id_of, marker_id
 from imapcrypt.message.headers import ContentType, HeaderSection
 
-MARKER_HEADER = "X-Imapcrypt"
-MARKER_VERSION = "1"
-_MARKER_ID = re.compile(r"^[a-z2-7]{26,}$")
+__all__ = ["CLASSIFY_HEADERS", "MARKER_HEADER", "Kind", "classify", "marker_id"]
 
 # Every field classify looks at: the engine fetches these with BODY.PEEK[HEADER.FIELDS (...)].
 CLASSIFY_HEADERS: tuple[str, ...] = (
@@ -31,7 +29,6 @@ CLASSIFY_HEADERS: tuple[str, ...] = (
     MARKER_HEADER,
 )
 
-_ARMOR_BEGIN = b"-----BEGIN PGP MESSAGE-----"
 _SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 
 
@@ -45,20 +42,6 @@ class Kind(enum.Enum):
     SMIME = "smime"
 
 
-def marker_id(value: str | bytes) -> str | None:
-    """The id in an `X-Imapcrypt` value such as "v=1; id=…", or None if it is not a v1 marker we wrote."""
-    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
-    params: dict[str, str] = {}
-    for item in text.split(";"):
-        key, sep, val = item.partition("=")
-        if sep:
-            params.setdefault(key.strip().lower(), val.strip())
-    ident = params.get("id", "")
-    if params.get("v") != MARKER_VERSION or not _MARKER_ID.match(ident):
-        return None
-    return ident
-
-
 def classify(raw: bytes) -> Kind:
     """The kind of `raw`, a whole message or its header bytes alone; never raises.
 
@@ -69,13 +52,11 @@ def classify(raw: bytes) -> Kind:
     """
     section = HeaderSection.parse(raw)
     content_type = ContentType.of(section)
-    if content_type.mime_type == "multipart/encrypted":
-        marker = section.first(MARKER_HEADER)
-        if marker is not None and marker_id(marker.value) is not None:
-            return Kind.OURS
+    if copy_id_of(section) is not None:
+        return Kind.OURS  # one standard for "ours" (message/copy.py), shared with the engine's recovery
     if section.body_start >= len(raw) or not section.starts_with_field:
         return Kind.PLAINTEXT  # header bytes alone prove nothing; no header, no MIME structure
-    if content_type.mime_type == "multipart/encrypted":
+    if content_type.mime_type == ENCRYPTED_TYPE:
         return Kind.PGP_MIME if _proven(ciphertext.is_pgp_mime, raw) else Kind.PLAINTEXT
     smime_like = content_type.mime_type in (*_SMIME_TYPES, "application/octet-stream")
     if smime_like and _proven(ciphertext.is_smime, raw):
@@ -95,9 +76,9 @@ def _proven(proof: Callable[[email.message.Message], bool], raw: bytes) -> bool:
 
 def _armor_patterns() -> tuple[bytes, ...]:
     # The armor line as written and as it appears in base64 at each of the three byte alignments.
-    patterns = [_ARMOR_BEGIN]
+    patterns = [ARMOR_BEGIN]
     for pad in range(3):
-        encoded = base64.b64encode(b"\0" * pad + _ARMOR_BEGIN)
+        encoded = base64.b64encode(b"\0" * pad + ARMOR_BEGIN)
         patterns.append(encoded[4 if pad else 0 : -4])
     return tuple(patterns)
 

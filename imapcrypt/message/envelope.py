@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from imapcrypt.errors import ConfigError, EnvelopeError
-from imapcrypt.message.classify import CLASSIFY_HEADERS, MARKER_HEADER, Kind, classify, marker_id
+from imapcrypt.message.classify import CLASSIFY_HEADERS, Kind, classify
+from imapcrypt.message.copy import MARKER_HEADER, armor_block, marker_id, marker_value
 from imapcrypt.message.headers import ContentType, HeaderSection, decode_words
 from imapcrypt.openpgp.gnupg import DEFAULT_MAX_OUTPUT, GnuPG
 from imapcrypt.openpgp.inprocess import Encryptor, encryptor
@@ -86,11 +87,6 @@ def message_id(raw: bytes, secret: bytes) -> str:
         raise ValueError(f"the id secret must hold at least {MIN_SECRET_BYTES} bytes")
     digest = hmac.new(secret, raw, hashlib.sha256).digest()[:ID_BYTES]
     return base64.b32encode(digest).decode("ascii").rstrip("=").lower()
-
-
-def marker_value(ident: str) -> str:
-    """The `X-Imapcrypt` header value that carries `ident` (what `marker_id` reads back)."""
-    return f"v=1; id={ident}"
 
 
 def seal(
@@ -176,13 +172,10 @@ def restore(
     """
     if classify(encrypted) is not Kind.OURS:
         raise EnvelopeError("this is not a message imapcrypt encrypted", "restore only imapcrypt's copies")
-    # Search the body only: a copied header (a display name, say) may quote an armor line.
-    start = encrypted.find(b"-----BEGIN PGP MESSAGE-----", HeaderSection.parse(encrypted).body_start)
-    end = encrypted.find(b"-----END PGP MESSAGE-----", start)
-    if start < 0 or end < 0:
+    armored = armor_block(encrypted)
+    if not armored:
         raise EnvelopeError("the encrypted message has no OpenPGP part", "the copy is damaged; keep it")
-    armored = encrypted[start : end + len(b"-----END PGP MESSAGE-----")] + _CRLF
-    inner = gpg.decrypt(armored, passphrase, max_output=max_bytes)
+    inner = gpg.decrypt(armored + _CRLF, passphrase, max_output=max_bytes)
     return _child_of(inner)
 
 
