@@ -1,17 +1,17 @@
 """The engine (docs/engine.md): replace a folder's plaintext messages by encrypted copies, or back.
 
-For every message: journal the intent, APPEND the copy with the original's flags and INTERNALDATE,
-verify the stored copy, delete the original, journal the completion. A crash at any point leaves an
-intent that the next run resolves first (copy present: finish the delete; absent: redo), so every
-original exists exactly once afterwards, as itself or as its copy.
+For every message: journal the intent (with the digest of the copy), APPEND the copy with the
+original's flags and INTERNALDATE, verify that the server gives back exactly the bytes sent, delete the
+original, journal the completion. A crash at any point leaves an intent that the next run resolves
+first (a copy whose bytes match the digest: finish the delete; none: remove what does not match and
+redo), so every original exists exactly once afterwards, as itself or as its copy. A message whose
+copies keep failing verification is parked after MAX_VERIFY_FAILURES tries, never appended again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import email.parser
-import email.policy
 import logging
 import os
 import threading
@@ -21,14 +21,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from imapcrypt.config.model import Account
-from imapcrypt.errors import EnvelopeError, ImapcryptError, QuotaError, ServerError, TransientError
+from imapcrypt.errors import (
+    EnvelopeError,
+    ImapcryptError,
+    QuotaError,
+    ServerError,
+    TransientError,
+    VerificationError,
+)
 from imapcrypt.events import Direction, EngineEvents, MessageDone, NoEvents, RateMeter
-from imapcrypt.imap.removers import Remover, remover_for, uses_gmail
+from imapcrypt.imap.profile import server_profile
+from imapcrypt.imap.removers import Remover, remover_for
 from imapcrypt.imap.session import FolderStatus, MessageInfo, Session
 from imapcrypt.imap.upload_budget import UploadBudget, daily_upload_limit
 from imapcrypt.journal import Intent, Journal
 from imapcrypt.keys.manage import encryption_key_ids
-from imapcrypt.message import envelope
+from imapcrypt.message import copy, envelope
 from imapcrypt.openpgp import gnupg as openpgp
 from imapcrypt.openpgp.gnupg import GnuPG
 
@@ -38,8 +46,18 @@ log = logging.getLogger(__name__)
 # ahead of storing, so two groups (each at most half of this) are in memory at a time.
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 GROUP_BYTES = MAX_BYTES_IN_FLIGHT // 2
-VERIFY_FIELDS = (envelope.MARKER_HEADER, "Content-Type")
-_header_parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+# Stored copies downloaded at once to compare them with what was sent: verification adds at most this
+# much to the memory above.
+VERIFY_BYTES = 8 * 1024 * 1024
+VERIFY_FIELDS = (copy.MARKER_HEADER, "Content-Type")
+# Copies of one message that may fail verification (each removed again) before it is parked.
+MAX_VERIFY_FAILURES = 3
+# The recipients' PKESK packets sit at the start of a copy's armor: this much of it names them all.
+_KEY_ID_BYTES = 65536
+_PARKED_FIX = (
+    "it stays as it is; see `imapcrypt status`, and once the server is fixed run "
+    "`imapcrypt backlog --retry-parked`"
+)
 
 
 @dataclass
@@ -59,8 +77,10 @@ class FolderReport:
     recovered: int = 0
     would_encrypt: int = 0
     too_large: int = 0  # copies over the server's APPENDLIMIT: skipped, reported, never half-processed
-    # Copies stored but not proven on the server even after NOOPs: originals kept, intents left for
-    # the next run. A failure for the exit code, `status` and the tray, not "nothing to do".
+    rejected: int = 0  # copies the server did not store as sent: removed, the original kept for a retry
+    parked: int = 0  # messages whose copies failed verification MAX_VERIFY_FAILURES times: left alone
+    # Copies stored but not to be found on the server even after NOOPs: originals kept, intents left
+    # for the next run. A failure for the exit code, `status` and the tray, not "nothing to do".
     unverified: int = 0
 
 
@@ -113,22 +133,6 @@ def _by_bytes(infos: Sequence[MessageInfo], limit: int) -> Iterator[list[Message
         total += info.size
     if group:
         yield group
-
-
-def _header(headers: bytes, name: str) -> str | None:
-    value = _header_parser.parsebytes(headers).get(name)
-    return None if value is None else str(value)
-
-
-def _armored(encrypted: bytes) -> bytes:
-    """The armored OpenPGP part of one of our copies (the PKESK packets sit at its start)."""
-    start = encrypted.find(b"-----BEGIN PGP MESSAGE-----")
-    return encrypted[start : start + 65536] if start >= 0 else b""
-
-
-def _is_encrypted_copy(headers: bytes) -> bool:
-    content_type = _header_parser.parsebytes(headers).get_content_type()
-    return content_type == "multipart/encrypted"
 
 
 def seal_for(account: Account, gpg: GnuPG, id_secret: bytes, raw: bytes, *, gmail: bool) -> envelope.Sealed:
@@ -197,13 +201,15 @@ class Engine:
         self.id_secret = id_secret
         self.events: EngineEvents = events or NoEvents()
         self.clock = clock
-        self.gmail = uses_gmail(session, account.profile)
-        self.remover: Remover = remover_for(session, account.original, account.profile, journal)
-        self.uploads = UploadBudget(journal, daily_upload_limit(account, self.gmail), clock)
-        # Set from another thread to stop after the batch in flight (a clean shutdown).
-        self.stopping = threading.Event()
+        self.server = server_profile(session, account.profile)  # decided once, for every part below
+        self.remover: Remover = remover_for(session, account.original, self.server, journal)
+        self.uploads = UploadBudget(journal, daily_upload_limit(account, self.server.gmail), clock)
+        self._unvouched: dict[str, list[int]] = {}  # see open_folder
+        self._listing_unvouched = False
         # Per folder: encryptions interrupted before a UIDVALIDITY change, by copy id (open_folder).
         self._orphans: dict[str, dict[str, Intent]] = {}
+        # Set from another thread to stop after the batch in flight (a clean shutdown).
+        self.stopping = threading.Event()
         workers = account.workers or min(os.cpu_count() or 1, 4)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imapcrypt-seal")
 
@@ -226,82 +232,184 @@ class Engine:
         if not self.session.folder_exists(folder):
             raise ServerError(f"folder {folder!r} does not exist on {self.account.host}", "check `folders`")
         status = self.session.select(folder)
+        known = self.journal.folder(folder).uidvalidity == status.uidvalidity
         stale = [i for i in self.journal.pending(folder) if i.uidvalidity != status.uidvalidity]
         if self.journal.set_uidvalidity(folder, status.uidvalidity):
             log.warning("folder %s: UIDVALIDITY changed; rescanning from the start", folder)
             # Their UIDs mean nothing now, but a copy still names its original by id: the rescan
             # finishes such an original instead of storing a second copy (_stored_before).
             self._orphans[folder] = {i.seal_id: i for i in stale if i.direction == "encrypt"}
+        # A journal that never saw this folder (a new or replaced journal, a new UIDVALIDITY) cannot
+        # vouch for the copies already there: they are listed before the first copy is stored, so none
+        # is taken for granted or doubled. A journal that knows the folder holds an intent for every
+        # copy in flight instead.
+        self._unvouched = {}
+        self._listing_unvouched = not known
         recovered = self._recover(self.journal.pending(folder))
         return status, recovered
 
+    def _copies_on_server(self) -> dict[str, list[int]]:
+        """Marker id -> UIDs of every message in the selected folder that claims to be our copy."""
+        uids = self.session.search_header(copy.MARKER_HEADER, "id=")
+        found: dict[str, list[int]] = {}
+        for batch in _chunks(uids, 1000):
+            for uid, info in sorted(self.session.fetch_info(batch, VERIFY_FIELDS).items()):
+                ident = copy.copy_id(info.headers)
+                if ident is not None:
+                    found.setdefault(ident, []).append(uid)
+        return found
+
+    def _drop_unvouched(self, folder: str, prepared: list[_Prepared]) -> None:
+        """Remove the copies no journal vouches for of the messages about to be encrypted again.
+
+        Such a copy was made under a journal that is gone, so it cannot be verified; its original is
+        still here (its bytes were just read), so removing the copy costs nothing, and keeping it
+        would leave the message twice once the new copy is stored.
+        """
+        doomed = sorted(uid for p in prepared for uid in self._unvouched.pop(p.seal_id, []))
+        if doomed:
+            log.warning("folder %s: removing %d copy(ies) no journal vouches for", folder, len(doomed))
+            self._discard(folder, doomed, {p.info.uid for p in prepared})
+
     def _recover(self, intents: list[Intent]) -> int:
-        """Resolve unfinished intents: finish those whose copy is on the server, drop the others.
+        """Resolve unfinished intents: finish those whose copy is on the server exactly as it was sent,
+        drop the others (removing any copy that does not match, while its original is still there).
 
         The originals of all finished ones are removed together: a server that can only expunge a
         whole folder must not see our own half-deleted originals as someone else's.
         """
+        if not intents:
+            return 0
+        folder = intents[0].folder
+        originals = set(self.session.fetch_info([i.src_uid for i in intents], ["Message-ID"]))
         finished: list[tuple[Intent, int]] = []
+        rejected: dict[Intent, tuple[list[int], str]] = {}
         for intent in intents:
-            copies = self._find_copies(intent)
-            altered = [] if copies else self._altered_copies(intent)
-            if altered:
-                # A copy the server changed never proves itself: it goes, the original stays.
-                self._drop_altered(intent.folder, {intent.src_uid: altered})
-            if not copies:
+            good, bad = self._find_copies(intent)
+            if good:
+                if len(good) > 1 and self.session.can_expunge_uid:
+                    # Through the remover: on Gmail a bare expunge would only archive the duplicate.
+                    self.remover.remove(self.session, folder, good[1:])
+                if bad:
+                    self._discard(folder, bad, originals)
+                finished.append((intent, good[0]))
+            elif intent.src_uid in originals and bad:
+                rejected[intent] = (bad, "the copy on the server is not the one that was sent")
+            elif intent.src_uid in originals:
                 # Never deleted before a verified copy existed: the original is still there.
-                log.info(
-                    "folder %s: uid %d had no copy yet; it will be redone", intent.folder, intent.src_uid
-                )
+                log.info("folder %s: uid %d had no copy yet; it will be redone", folder, intent.src_uid)
                 self.journal.abandon([intent])
-                continue
-            if len(copies) > 1 and self.session.can_expunge_uid:
-                # Through the remover: on Gmail a bare expunge would only archive the duplicate.
-                self.remover.remove(self.session, intent.folder, copies[1:])
-            finished.append((intent, copies[0]))
-        if not finished:
-            return len(intents)
-        folder = finished[0][0].folder
-        adopted = self.remover.adopt(self.session, folder, {i.src_uid: c for i, c in finished})
-        finished = [(intent, copy) for intent, copy in finished if intent.src_uid in adopted]
-        present = self.session.fetch_info([intent.src_uid for intent, _ in finished], ["Message-ID"])
-        if present:
-            self.remover.remove(self.session, folder, sorted(present))
-        self.journal.complete([intent for intent, _ in finished])
+            else:
+                # The original is gone and nothing matches what was sent: what is there is all there
+                # is, so it stays (never delete the last instance of a message).
+                if bad:
+                    self.events.on_error(
+                        VerificationError(
+                            f"uid {intent.src_uid} in {folder}: the original is gone and its copy does not "
+                            "match what was sent; the copy is kept",
+                            "check that it opens with `imapcrypt restore`",
+                        )
+                    )
+                self.journal.abandon([intent])
+        self._reject(folder, rejected, originals)
+        if finished:
+            adopted = self.remover.adopt(self.session, folder, {i.src_uid: c for i, c in finished})
+            finished = [(intent, copy_uid) for intent, copy_uid in finished if intent.src_uid in adopted]
+            present = sorted(originals & {intent.src_uid for intent, _ in finished})
+            if present:
+                self.remover.remove(self.session, folder, present)
+            self.journal.complete([intent for intent, _ in finished])
         for intent, copy_uid in finished:
             log.info("folder %s: finished uid %d after an interruption", folder, intent.src_uid)
             self._done(folder, intent.direction, intent.src_uid, copy_uid, intent.size)
         return len(intents)
 
-    def _find_copies(self, intent: Intent) -> list[int]:
-        """Verified copies of an intent's message on the server, lowest UID first."""
-        if intent.direction == "encrypt":
-            candidates = self.session.search_header(envelope.MARKER_HEADER, intent.seal_id)
-            infos = self.session.fetch_info(candidates, VERIFY_FIELDS)
-            return [
-                uid
-                for uid, info in sorted(infos.items())
-                if uid != intent.src_uid and self._is_copy(info, intent.seal_id, intent.size)
-            ]
-        candidates = self.session.uids_above(intent.uidnext - 1)
-        infos = self.session.fetch_info(candidates, ["Message-ID"])
-        sized = [uid for uid, info in sorted(infos.items()) if info.size == intent.size]
-        bodies = self.session.fetch_bodies(sized)
-        return [
-            uid
-            for uid in sized
-            if envelope.message_id(bodies.get(uid, b""), self.id_secret) == intent.seal_id
-        ]
+    def _find_copies(self, intent: Intent) -> tuple[list[int], list[int]]:
+        """The copies of an intent's message on the server, lowest UID first: those whose bytes match
+        the digest recorded when it was sent, and those that claim to be its copy but do not match.
 
-    @staticmethod
-    def _is_copy(info: MessageInfo, seal_id: str, size: int) -> bool:
-        marker = _header(info.headers, envelope.MARKER_HEADER)
-        return (
-            info.size == size
-            and marker is not None
-            and envelope.marker_id(marker) == seal_id
-            and _is_encrypted_copy(info.headers)
-        )
+        Only the bytes decide: the header facts (message/copy.py) are what anyone can write, and a
+        server may report a size that is not the size of what it stores. The copies of a restore
+        cannot claim anything, so for a restore only matches are found.
+        """
+        if intent.direction == "encrypt":
+            candidates = self.session.search_header(copy.MARKER_HEADER, intent.seal_id)
+        else:
+            candidates = self.session.uids_above(intent.uidnext - 1)
+        good: list[int] = []
+        bad: list[int] = []
+        for uid, body in self._stored([uid for uid in candidates if uid != intent.src_uid]):
+            if intent.digest and copy.digest(body, self.id_secret) == intent.digest:
+                good.append(uid)
+            elif intent.direction == "restore" and not intent.digest:
+                # A restore journalled before schema 3: its keyed id is of the exact bytes, as good.
+                if envelope.message_id(body, self.id_secret) == intent.seal_id:
+                    good.append(uid)
+            elif intent.direction == "encrypt" and copy.copy_id(body) == intent.seal_id:
+                bad.append(uid)
+        return sorted(good), sorted(bad)
+
+    def _stored(self, uids: Sequence[int]) -> Iterator[tuple[int, bytes]]:
+        """The bytes the server stores for `uids`, downloaded a few megabytes at a time."""
+        infos = self.session.fetch_info(uids, ["Message-ID"])
+        for group in _by_bytes([infos[uid] for uid in sorted(infos)], VERIFY_BYTES):
+            bodies = self.session.fetch_bodies([info.uid for info in group])
+            yield from sorted(bodies.items())
+
+    def _reject(
+        self, folder: str, rejected: dict[Intent, tuple[list[int], str]], originals: set[int]
+    ) -> dict[int, bool]:
+        """Copies that failed verification: remove them (the originals are still there), forget their
+        intents and count the failure; at MAX_VERIFY_FAILURES a message is parked.
+
+        Returns original UID -> whether it is now parked. Each one is reported as an error event.
+        """
+        bad = sorted(uid for uids, _ in rejected.values() for uid in uids)
+        if bad:
+            self._discard(folder, bad, originals)
+        outcome: dict[int, bool] = {}
+        for intent, (_, reason) in rejected.items():
+            record = self.journal.reject(intent, reason, MAX_VERIFY_FAILURES)
+            outcome[intent.src_uid] = record.parked
+            what = "encrypted" if intent.direction == "encrypt" else "restored"
+            if record.parked:
+                error = VerificationError(
+                    f"uid {intent.src_uid} in {folder} is parked, not {what}: {reason} "
+                    f"({record.failures} copies failed verification)",
+                    _PARKED_FIX,
+                )
+            else:
+                error = VerificationError(
+                    f"the copy of uid {intent.src_uid} in {folder} was not stored as sent: {reason}; "
+                    f"it was removed (try {record.failures} of {MAX_VERIFY_FAILURES})",
+                    "the original stays and is tried again on the next pass",
+                )
+            self.events.on_error(error)  # the daemon's events log it; a terminal shows it once
+        return outcome
+
+    def _discard(self, folder: str, copies: Sequence[int], originals: set[int]) -> None:
+        """Remove copies that are not trusted, through the server's remover, never an original.
+
+        On Gmail a copy merged into its original shares its X-GM-MSGID: removing it would remove the
+        original too, so such a copy is left where it is.
+        """
+        doomed = [uid for uid in copies if uid not in originals]
+        if doomed and self.server.gmail:
+            ids = self.session.gmail_ids([*doomed, *sorted(originals)])
+            kept = {ids[uid] for uid in originals if uid in ids}
+            doomed = [uid for uid in doomed if ids.get(uid) not in kept]
+        if not doomed:
+            return
+        try:
+            self.remover.remove(self.session, folder, doomed)
+        except TransientError:
+            raise
+        except ServerError as exc:
+            self.events.on_error(
+                ServerError(
+                    f"{len(doomed)} untrusted copy(ies) in {folder} could not be removed: {exc.message}"
+                )
+            )
 
     # -- encrypting -----------------------------------------------------------------------------------
     def encrypt_folder(self, folder: str, backlog: bool = False, dry_run: bool = False) -> FolderReport:
@@ -316,6 +424,7 @@ class Engine:
             start = 0 if backlog else self.journal.folder(folder).watermark
             uids = self.session.uids_above(start)
             report.candidates = len(uids)
+            parked = self.journal.parked(folder, "encrypt")
             meter = RateMeter(self.account.name, folder, len(uids))
             handled: set[int] = set()
             mark = _Watermark(self.journal, folder, uids, enabled=not dry_run)
@@ -323,7 +432,7 @@ class Engine:
             for batch in _chunks(uids, self.account.batch_size):
                 if self.stopping.is_set():
                     break
-                done, groups = self._classify_batch(status, batch, report, dry_run)
+                done, groups = self._classify_batch(status, batch, report, dry_run, parked)
                 handled |= done
                 for group in groups:
                     started = self._start_sealing(group)
@@ -340,15 +449,20 @@ class Engine:
                 self.journal.note_run(folder, report.waiting, str(exc))
             raise
         if not dry_run:
-            waiting = report.waiting + report.too_young + report.failed + report.unverified
-            self.journal.note_run(folder, waiting, unverified_note(report))
+            waiting = report.waiting + report.too_young + report.failed + report.rejected + report.parked
+            self.journal.note_run(folder, waiting + report.unverified, unverified_note(report))
         return report
 
     def _classify_batch(
-        self, status: FolderStatus, batch: Sequence[int], report: FolderReport, dry_run: bool
+        self,
+        status: FolderStatus,
+        batch: Sequence[int],
+        report: FolderReport,
+        dry_run: bool,
+        parked: set[int],
     ) -> tuple[set[int], list[list[MessageInfo]]]:
         """Sort one batch of UIDs out from their headers: the UIDs that need no more work, and the
-        messages to encrypt in groups of at most GROUP_BYTES."""
+        messages to encrypt in groups of at most GROUP_BYTES. `parked` UIDs are left alone."""
         infos = self.session.fetch_info(batch, envelope.CLASSIFY_HEADERS)
         handled = {uid for uid in batch if uid not in infos}  # expunged meanwhile
         youngest = self.clock() - self.account.grace_minutes * 60
@@ -356,6 +470,11 @@ class Engine:
         for uid in batch:
             info = infos.get(uid)
             if info is None:
+                continue
+            if uid in parked:
+                # Its copies kept failing verification: the journal holds why (`imapcrypt status`).
+                report.parked += 1
+                handled.add(uid)
                 continue
             kind = envelope.classify(info.headers)
             if kind is envelope.Kind.OURS:
@@ -417,9 +536,14 @@ class Engine:
             else:
                 report.failed += 1
                 self.events.on_error(result)
-        stored = self._store(status, prepared, "encrypt", report)
+        if self._listing_unvouched and prepared:
+            self._listing_unvouched = False
+            self._unvouched = self._copies_on_server()
+        if self._unvouched:
+            self._drop_unvouched(status.name, prepared)
+        stored, parked = self._store(status, prepared, "encrypt", report)
         report.encrypted += len(stored)
-        return handled | stored
+        return handled | stored | parked
 
     def _seal(
         self, info: MessageInfo, raw: bytes, *, again: bool = False
@@ -435,7 +559,7 @@ class Engine:
             wrap = again or self.account.encrypt_encrypted
             if kind is envelope.Kind.OURS or (kind is not envelope.Kind.PLAINTEXT and not wrap):
                 return None
-            return seal_for(self.account, self.gpg, self.id_secret, raw, gmail=self.gmail)
+            return seal_for(self.account, self.gpg, self.id_secret, raw, gmail=self.server.gmail)
         except ImapcryptError as exc:
             log.error("uid %d not encrypted: %s", info.uid, exc)
             return exc
@@ -443,10 +567,14 @@ class Engine:
     # -- storing copies and deleting originals (shared by both directions) ----------------------------
     def _store(
         self, status: FolderStatus, prepared: list[_Prepared], direction: Direction, report: FolderReport
-    ) -> set[int]:
-        """Append, verify and swap each prepared copy for its original; the UIDs finished."""
+    ) -> tuple[set[int], set[int]]:
+        """Append, verify and swap each prepared copy for its original.
+
+        Returns the UIDs finished and the UIDs parked now (their copies failed verification once too
+        often); a copy that failed verification is removed again and counted in `report.rejected`.
+        """
         if not prepared:
-            return set()
+            return set(), set()
         allowed = self.uploads.fitting([len(p.copy) for p in prepared])
         if allowed < len(prepared):
             # The day's upload budget: store what fits, then pause the whole run until tomorrow.
@@ -454,16 +582,34 @@ class Engine:
             raise self.uploads.paused()
         intents = {
             p.info.uid: Intent(
-                status.name, status.uidvalidity, p.info.uid, direction, p.seal_id, len(p.copy), status.uidnext
+                status.name,
+                status.uidvalidity,
+                p.info.uid,
+                direction,
+                p.seal_id,
+                len(p.copy),
+                status.uidnext,
+                copy.digest(p.copy, self.id_secret),
             )
             for p in prepared
         }
         self.journal.begin(list(intents.values()))
         new_uids = self._append(status.name, prepared, intents)
-        verified = self._verify(prepared, intents, new_uids, direction)
-        unproven = [
-            intents[p.info.uid] for p in prepared if p.info.uid in new_uids and p.info.uid not in verified
-        ]
+        verified, failed, unseen = self._verify(prepared, intents, new_uids, direction)
+        originals = {p.info.uid for p in prepared}
+        outcome = self._reject(status.name, {intents[src]: why for src, why in failed.items()}, originals)
+        report.rejected += sum(1 for now_parked in outcome.values() if not now_parked)
+        parked = {src for src, now_parked in outcome.items() if now_parked}
+        report.parked += len(parked)
+        for src in unseen:
+            # The intent stays: the original is kept, and the next run's recovery looks again.
+            report.unverified += 1
+            self.events.on_error(
+                ServerError(
+                    f"the copy of uid {src} in {status.name} could not be verified",
+                    "the original is kept; the next run looks for the copy again",
+                )
+            )
         if verified:
             adopted = self.remover.adopt(self.session, status.name, verified)
             for src in set(verified) - set(adopted):
@@ -474,9 +620,13 @@ class Engine:
             self.journal.complete([intents[src] for src in verified])
         for src, copy_uid in verified.items():
             self._done(status.name, direction, src, copy_uid, intents[src].size)
-        if unproven:  # after the proven ones are done: this may stop the run
-            self._unproven(status.name, unproven, report)
-        return set(verified)
+        if failed and not verified and any(bad for bad, _ in failed.values()):
+            # Not one copy of the batch came back as sent: the server changes what it stores (an mbox
+            # server adding its headers), and every other copy would meet the same fate. The bad
+            # copies are gone, their failures counted (parking bounds the next runs), and the
+            # folder's run stops with the reason.
+            raise ServerAltersMessages(self.account.host)
+        return set(verified), parked
 
     def _append(
         self, folder: str, prepared: list[_Prepared], intents: dict[int, Intent]
@@ -522,103 +672,100 @@ class Engine:
         intents: dict[int, Intent],
         new_uids: dict[int, int | None],
         direction: Direction,
-    ) -> dict[int, int]:
-        """Map original UID -> copy UID for every copy proven to be on the server as sent.
+    ) -> tuple[dict[int, int], dict[int, tuple[list[int], str]], list[int]]:
+        """Which stored copies are on the server as sent: original UID -> copy UID for those;
+        original UID -> (the untrusted copies' UIDs, why) for those the server changed; and the
+        original UIDs whose copy the server does not show at all (even after NOOPs).
 
-        One FETCH checks all copies the server named (UID, size, our id, multipart/encrypted); a copy
-        whose UID the server did not say is looked for as recovery would. Restores, and every copy
-        under verify = "hash", are also compared byte for byte.
+        A copy counts as stored only when the server gives back exactly the bytes sent (`verify =
+        "bytes"`, the default, and always for a restore). Under the opt-in `verify = "size"` one FETCH
+        checks UID, size, our id and `multipart/encrypted` instead ("hash" is an old name for "bytes").
+        A copy whose UID the server did not say is looked for as recovery would, by its bytes. Not
+        seen at once is not missing yet: some servers show an APPEND late (Courier, until a NOOP).
         """
-        claimed: dict[int, int] = {}
         if any(new_uids.get(p.info.uid, 0) is None for p in prepared):
             self.session.settle()  # a server may show this session its own APPEND only after a NOOP
+        claimed: dict[int, int] = {}
+        unnamed: list[int] = []  # appended, but where the copy is the server did not (rightly) say
         for p in prepared:
             if p.info.uid not in new_uids:
-                continue
+                continue  # refused by the server: its intent is already dropped
             uid = new_uids[p.info.uid]
-            if uid is None:
-                found = self._find_copies(intents[p.info.uid])
-                uid = found[0] if found else None
             if uid is not None and uid != p.info.uid:
                 claimed[p.info.uid] = uid
-        # Not seen at once is not missing yet: some servers show an APPEND late (Courier, until NOOP).
-        infos = self.session.fetch_info_settled(sorted(claimed.values()), VERIFY_FIELDS)
+            else:
+                unnamed.append(p.info.uid)
+        copies = {p.info.uid: p for p in prepared if p.info.uid in claimed}
+        if direction == "restore" or self.account.verify != "size":
+            verified, failed = self._compare_bytes(copies, claimed, unnamed)
+        else:
+            verified, failed = self._compare_sizes(copies, claimed, unnamed)
+        unseen: list[int] = []
+        for src in unnamed:
+            good, bad = self._find_copies(intents[src])
+            if good:
+                verified[src] = good[0]
+                bad += good[1:]
+                if bad:
+                    self._discard(intents[src].folder, bad, {p.info.uid for p in prepared})
+            elif bad:
+                failed[src] = (bad, "the server gave back other bytes than were sent")
+            else:
+                unseen.append(src)
+        return verified, failed, unseen
+
+    def _compare_bytes(
+        self, copies: dict[int, _Prepared], claimed: dict[int, int], unnamed: list[int]
+    ) -> tuple[dict[int, int], dict[int, tuple[list[int], str]]]:
+        """Download each claimed copy and compare it with what was sent; a UID the server does not
+        list goes to `unnamed`, to be looked for."""
         verified: dict[int, int] = {}
-        for p in prepared:
-            uid = claimed.get(p.info.uid)
-            info = infos.get(uid) if uid is not None else None
-            if uid is None or info is None or info.size != len(p.copy):
-                continue
-            if direction == "encrypt" and not self._is_copy(info, p.seal_id, len(p.copy)):
-                continue
-            verified[p.info.uid] = uid
-        if direction == "restore" or self.account.verify == "hash":
-            stored = self.session.fetch_bodies(sorted(verified.values()))
-            copies = {p.info.uid: p.copy for p in prepared}
-            verified = {src: uid for src, uid in verified.items() if stored.get(uid) == copies[src]}
-        return verified
+        failed: dict[int, tuple[list[int], str]] = {}
+        for group in _by_bytes([p.info for p in copies.values()], VERIFY_BYTES):
+            wanted = [claimed[info.uid] for info in group]
+            stored = self.session.fetch_bodies(wanted)
+            late = [uid for uid in wanted if uid not in stored]
+            if late and self.session.fetch_info_settled(late, ["Message-ID"]):
+                stored.update(self.session.fetch_bodies(late))  # shown after the server settled
+            for info in group:
+                uid = claimed[info.uid]
+                body = stored.get(uid)
+                if body == copies[info.uid].copy:
+                    verified[info.uid] = uid
+                elif body is None:
+                    unnamed.append(info.uid)
+                else:
+                    failed[info.uid] = ([uid], "the server gave back other bytes than were sent")
+        return verified, failed
 
-    def _unproven(self, folder: str, intents: list[Intent], report: FolderReport) -> None:
-        """Deal with copies stored but not proven: report each; drop those the server changed.
-
-        A copy that is not visible (yet) keeps its intent: the original stays and the next run's
-        recovery looks for the copy again. A copy the server changed while storing it (an mbox server
-        adding X-UID and Status headers) can never be proven byte for byte: it is removed again, the
-        original stays as plaintext, and the folder's run stops with the reason, since every other
-        copy would meet the same fate.
-        """
-        altered = {intent.src_uid: self._altered_copies(intent) for intent in intents}
-        for intent in intents:
-            if not altered[intent.src_uid]:
-                report.unverified += 1
-                self.events.on_error(
-                    ServerError(
-                        f"the copy of uid {intent.src_uid} in {folder} could not be verified",
-                        "the original is kept; the next run looks for the copy again",
-                    )
-                )
-        changed = [intent for intent in intents if altered[intent.src_uid]]
-        if changed:
-            self._drop_altered(folder, {i.src_uid: altered[i.src_uid] for i in changed})
-            self.journal.abandon(changed)
-            report.failed += len(changed)
-            raise ServerAltersMessages(self.account.host)
-
-    def _altered_copies(self, intent: Intent) -> list[int]:
-        """Our copies of an intent's message that the server stored changed (our id, another size).
-
-        Only encrypted copies carry an id that survives a change; a changed restore cannot be found.
-        """
-        if intent.direction != "encrypt":
-            return []
-        candidates = self.session.search_header(envelope.MARKER_HEADER, intent.seal_id)
-        infos = self.session.fetch_info(candidates, VERIFY_FIELDS)
-        return [
-            uid
-            for uid, info in sorted(infos.items())
-            if uid != intent.src_uid
-            and not self._is_copy(info, intent.seal_id, intent.size)
-            and self._is_copy(info, intent.seal_id, info.size)
-        ]
-
-    def _drop_altered(self, folder: str, altered: dict[int, list[int]]) -> None:
-        """Remove changed copies whose original is still in the folder (never the only instance)."""
-        present = self.session.fetch_info(sorted(altered), ["Message-ID"])
-        doomed = sorted(uid for src, uids in altered.items() if src in present for uid in uids)
-        if doomed:
-            log.warning("folder %s: removing %d copies the server changed", folder, len(doomed))
-            self.remover.remove(self.session, folder, doomed)
+    def _compare_sizes(
+        self, copies: dict[int, _Prepared], claimed: dict[int, int], unnamed: list[int]
+    ) -> tuple[dict[int, int], dict[int, tuple[list[int], str]]]:
+        """`verify = "size"`: one FETCH compares each claimed copy's size and id with what was sent."""
+        verified: dict[int, int] = {}
+        failed: dict[int, tuple[list[int], str]] = {}
+        infos = self.session.fetch_info_settled(sorted(claimed.values()), VERIFY_FIELDS)
+        for src, uid in claimed.items():
+            info = infos.get(uid)
+            sent = copies[src]
+            if info is None:
+                unnamed.append(src)
+            elif info.size != len(sent.copy) or copy.copy_id(info.headers) != sent.seal_id:
+                failed[src] = ([uid], "the server reports another size or header than were sent")
+            else:
+                verified[src] = uid
+        return verified, failed
 
     def _stored_before(self, folder: str, info: MessageInfo, seal_id: str) -> bool:
         """Finish `info`'s encryption from before a UIDVALIDITY change, if its copy is there.
 
-        The copy is proven as recovery proves one (our id, encrypted, the size it was stored with);
-        then the original is removed and True returned. False: store a copy as usual.
+        The copy is proven as recovery proves one (its bytes match the digest journalled when it was
+        sent); then the original is removed and True returned. False: store a copy as usual.
         """
         orphan = self._orphans.get(folder, {}).pop(seal_id, None)
         if orphan is None:
             return False
-        copies = self._find_copies(dataclasses.replace(orphan, src_uid=info.uid))
+        copies, _ = self._find_copies(dataclasses.replace(orphan, src_uid=info.uid))
         if not copies:
             return False
         if len(copies) > 1 and self.session.can_expunge_uid:
@@ -657,6 +804,7 @@ class Engine:
         report = FolderReport(folder)
         status, report.recovered = self.open_folder(folder)
         current = encryption_key_ids(self.gpg, self.account.recipients) if reencrypt else frozenset()
+        parked = self.journal.parked(folder, "encrypt" if reencrypt else "restore")
         uids = self.session.uids_above(0)
         meter = RateMeter(self.account.name, folder, len(uids))
         for batch in _chunks(uids, self.account.batch_size):
@@ -664,6 +812,8 @@ class Engine:
                 break
             infos = self.session.fetch_info(batch, envelope.CLASSIFY_HEADERS)
             ours = [i for i in infos.values() if envelope.classify(i.headers) is envelope.Kind.OURS]
+            report.parked += sum(1 for i in ours if i.uid in parked)
+            ours = [i for i in ours if i.uid not in parked]
             report.candidates += len(ours)
             if ours:
                 refusal = self.remover.refusal(self.session, folder, [i.uid for i in ours])
@@ -676,7 +826,8 @@ class Engine:
                 else:
                     report.restored += done
             self.events.on_progress(meter.advance(len(batch)))
-        self.journal.note_run(folder, report.failed + report.unverified, unverified_note(report))
+        waiting = report.failed + report.rejected + report.parked + report.unverified
+        self.journal.note_run(folder, waiting, unverified_note(report))
         return report
 
     def _rewrite_group(
@@ -692,7 +843,9 @@ class Engine:
         present = [info for info in group if info.uid in bodies]
         if current:
             present = [
-                info for info in present if openpgp.session_key_ids(_armored(bodies[info.uid])) != current
+                info
+                for info in present
+                if openpgp.session_key_ids(copy.armor_block(bodies[info.uid])[:_KEY_ID_BYTES]) != current
             ]
             report.already_ours += len(group) - len(present)
 
@@ -725,4 +878,5 @@ class Engine:
                 self.events.on_error(result)
             else:
                 prepared.append(result)
-        return len(self._store(status, prepared, "encrypt" if current else "restore", report))
+        stored, _ = self._store(status, prepared, "encrypt" if current else "restore", report)
+        return len(stored)

@@ -29,6 +29,10 @@ class ConfigError(ImapcryptError):
     exit_code = 2
 
 
+class JournalError(ConfigError):
+    """The account's journal cannot be read or trusted (overwritten, cut short, damaged)."""
+
+
 class CredentialsError(ImapcryptError):
     """No password could be had (keyring empty, password_command failed) or the server refused it."""
 
@@ -71,6 +75,10 @@ class EnvelopeError(ImapcryptError):
 
 class DecryptError(EnvelopeError):
     """GnuPG could not decrypt (no secret key, wrong passphrase, damaged data)."""
+
+
+class VerificationError(ServerError):
+    """The server did not give back the bytes of a copy that was sent: the copy is not trusted."""
 
 
 class LockedError(ImapcryptError):

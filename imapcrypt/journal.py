@@ -14,10 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from imapcrypt.errors import ConfigError
+from imapcrypt.errors import ConfigError, JournalError
 from imapcrypt.events import Direction
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# SQLite's file header is 100 bytes: a journal file shorter than that was cut (docs/engine.md).
+_SQLITE_HEADER_BYTES = 100
 
 _SCHEMA_V1 = """
 CREATE TABLE folder (
@@ -55,6 +57,33 @@ CREATE TABLE trash_purge (
     created TEXT NOT NULL
 );
 """
+# Version 3 (docs/engine.md, verification): the SHA-256 of each copy as it was sent, so recovery trusts
+# a copy on the server only when its bytes match; and the copies that failed verification per
+# message, so a message the server keeps damaging is parked with its reason instead of retried forever.
+_SCHEMA_V3 = """
+ALTER TABLE intent ADD COLUMN digest TEXT NOT NULL DEFAULT '';
+CREATE TABLE rejected (
+    folder TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    src_uid INTEGER NOT NULL,
+    direction TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    parked INTEGER NOT NULL DEFAULT 0,
+    updated TEXT NOT NULL,
+    PRIMARY KEY (folder, uidvalidity, src_uid, direction)
+);
+"""
+
+
+def _damaged(path: Path, what: str) -> JournalError:
+    """The error for a journal that cannot be trusted, with the way out."""
+    return JournalError(
+        f"the journal {path} {what}",
+        f"nothing was changed on the server; move it aside (mv '{path}' '{path}.damaged') and run again: "
+        "a new journal's first pass over a folder removes any copy it cannot vouch for before "
+        "encrypting that message again",
+    )
 
 
 @dataclass(frozen=True)
@@ -63,7 +92,9 @@ class Intent:
 
     `seal_id` names the copy being written (its X-Imapcrypt id, or for a restore the keyed id of the
     original's bytes); `size` is the copy's size; `uidnext` the folder's UIDNEXT before the APPEND, so
-    recovery knows where a copy could be.
+    recovery knows where a copy could be; `digest` the SHA-256 (hex) of the copy's bytes as sent, the
+    only proof recovery accepts that a copy on the server is this one ("" in intents written before
+    schema 3: no copy is trusted for them).
     """
 
     folder: str
@@ -73,6 +104,20 @@ class Intent:
     seal_id: str
     size: int
     uidnext: int
+    digest: str = ""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message whose copies the server did not store as sent: how often, why, and whether it is
+    parked (left as it is until the user asks for another try)."""
+
+    folder: str
+    src_uid: int
+    direction: Direction
+    failures: int
+    reason: str
+    parked: bool
 
 
 @dataclass(frozen=True)
@@ -95,11 +140,26 @@ class Journal:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        # A journal that exists but was cut short would open as a new, empty one and forget the
+        # intents in flight (their copies would be made again): refuse it instead. A new journal file
+        # is never this short, as switching it to WAL below writes its first page at once.
+        if path.exists() and path.stat().st_size < _SQLITE_HEADER_BYTES:
+            raise _damaged(path, "is empty or cut short")
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a completion the engine acted on must survive a power cut, or recovery would redo it.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._migrate()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a completion the engine acted on must survive a power cut, or recovery would redo it.
+            self._db.execute("PRAGMA synchronous=FULL")
+            problems = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                raise _damaged(path, "is damaged (SQLite's check fails)")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise _damaged(path, f"cannot be read ({exc})") from None
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         """Close the file; the journal object is unusable afterwards."""
@@ -118,7 +178,7 @@ class Journal:
                 f"{self.path}: journal schema {version} is newer than this imapcrypt understands",
                 "upgrade imapcrypt (an older version must not rewrite a newer journal)",
             )
-        steps = [(1, _SCHEMA_V1), (2, _SCHEMA_V2)]
+        steps = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)]
         for target, schema in steps:
             if version >= target:
                 continue
@@ -167,6 +227,9 @@ class Journal:
                 "UPDATE folder SET uidvalidity = ?, watermark = 0 WHERE name = ?", (uidvalidity, name)
             )
             self._db.execute("DELETE FROM intent WHERE folder = ? AND uidvalidity != ?", (name, uidvalidity))
+            self._db.execute(
+                "DELETE FROM rejected WHERE folder = ? AND uidvalidity != ?", (name, uidvalidity)
+            )
         return record.uidvalidity is not None
 
     def advance_watermark(self, name: str, uid: int) -> None:
@@ -192,9 +255,20 @@ class Journal:
             for folder in {intent.folder for intent in intents}:
                 self._ensure(folder)
             self._db.executemany(
-                "INSERT OR REPLACE INTO intent VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO intent (folder, uidvalidity, src_uid, direction, seal_id, size, "
+                "uidnext, created, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (i.folder, i.uidvalidity, i.src_uid, i.direction, i.seal_id, i.size, i.uidnext, now)
+                    (
+                        i.folder,
+                        i.uidvalidity,
+                        i.src_uid,
+                        i.direction,
+                        i.seal_id,
+                        i.size,
+                        i.uidnext,
+                        now,
+                        i.digest,
+                    )
                     for i in intents
                 ],
             )
@@ -203,6 +277,10 @@ class Journal:
         """The originals are gone and their copies verified: forget the intents and count them."""
         with self._transaction():
             self._forget(intents)
+            self._db.executemany(
+                "DELETE FROM rejected WHERE folder = ? AND uidvalidity = ? AND src_uid = ? AND direction = ?",
+                [_key(i) for i in intents],
+            )
             for intent in intents:
                 counter = (
                     "UPDATE folder SET encrypted = encrypted + 1 WHERE name = ?"
@@ -219,17 +297,64 @@ class Journal:
     def _forget(self, intents: Sequence[Intent]) -> None:
         self._db.executemany(
             "DELETE FROM intent WHERE folder = ? AND uidvalidity = ? AND src_uid = ? AND direction = ?",
-            [(i.folder, i.uidvalidity, i.src_uid, i.direction) for i in intents],
+            [_key(i) for i in intents],
         )
 
     def pending(self, name: str) -> list[Intent]:
         """The folder's unfinished intents, oldest UID first."""
         rows = self._db.execute(
-            "SELECT folder, uidvalidity, src_uid, direction, seal_id, size, uidnext "
+            "SELECT folder, uidvalidity, src_uid, direction, seal_id, size, uidnext, digest "
             "FROM intent WHERE folder = ? ORDER BY src_uid",
             (name,),
         ).fetchall()
         return [Intent(*row) for row in rows]
+
+    # -- copies the server did not store as sent (schema 3) ------------------------------------------
+    def reject(self, intent: Intent, reason: str, park_after: int) -> Rejected:
+        """Count one more copy of `intent`'s message that failed verification; at `park_after` failures
+        the message is parked. Returns the message's record as it now stands."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        key = _key(intent)
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO rejected VALUES (?, ?, ?, ?, 1, ?, 0, ?) ON CONFLICT DO UPDATE SET "
+                "failures = failures + 1, reason = excluded.reason, updated = excluded.updated",
+                (*key, reason, now),
+            )
+            self._db.execute(
+                "UPDATE rejected SET parked = (failures >= ?) "
+                "WHERE folder = ? AND uidvalidity = ? AND src_uid = ? AND direction = ?",
+                (park_after, *key),
+            )
+            row = self._db.execute(
+                "SELECT failures, reason, parked FROM rejected "
+                "WHERE folder = ? AND uidvalidity = ? AND src_uid = ? AND direction = ?",
+                key,
+            ).fetchone()
+        return Rejected(intent.folder, intent.src_uid, intent.direction, row[0], row[1], bool(row[2]))
+
+    def parked(self, name: str, direction: Direction) -> set[int]:
+        """The UIDs in folder `name` (at its current UIDVALIDITY) parked for `direction`."""
+        rows = self._db.execute(
+            "SELECT r.src_uid FROM rejected r JOIN folder f ON f.name = r.folder "
+            "WHERE r.folder = ? AND r.uidvalidity = f.uidvalidity AND r.direction = ? AND r.parked",
+            (name, direction),
+        )
+        return {int(row[0]) for row in rows}
+
+    def rejections(self, name: str) -> list[Rejected]:
+        """Every message of folder `name` whose copies failed verification, parked or not, by UID."""
+        rows = self._db.execute(
+            "SELECT folder, src_uid, direction, failures, reason, parked FROM rejected "
+            "WHERE folder = ? ORDER BY src_uid",
+            (name,),
+        ).fetchall()
+        return [Rejected(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+
+    def unpark(self, name: str) -> int:
+        """Give every parked message of folder `name` another full set of tries; how many there were."""
+        with self._transaction():
+            return self._db.execute("DELETE FROM rejected WHERE folder = ? AND parked", (name,)).rowcount
 
     # -- daily upload budget and Gmail's Trash purges (schema 2) -----------------------------------
     def uploaded(self, day: str) -> int:
@@ -265,3 +390,8 @@ class Journal:
 
     def _ensure(self, name: str) -> None:
         self._db.execute("INSERT OR IGNORE INTO folder (name) VALUES (?)", (name,))
+
+
+def _key(intent: Intent) -> tuple[str, int, int, str]:
+    """The columns that name an intent's message: folder, UIDVALIDITY, source UID, direction."""
+    return (intent.folder, intent.uidvalidity, intent.src_uid, intent.direction)

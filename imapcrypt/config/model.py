@@ -23,7 +23,10 @@ APP_NAME = "imapcrypt"
 Security = Literal["tls", "starttls", "plain"]
 OriginalPolicy = Literal["purge", "trash"]
 Profile = Literal["auto", "generic", "gmail"]
-Verify = Literal["size", "hash"]
+# How a stored copy is verified (docs/engine.md#verification): "bytes" downloads it and compares it with
+# what was sent; "hash" is the earlier name for the same; "size" (an opt-in for servers known to be
+# honest) only compares the size and header the server reports.
+Verify = Literal["bytes", "hash", "size"]
 
 
 def default_config_path() -> Path:
@@ -66,7 +69,7 @@ class Account:
     grace_minutes: float = 0.0
     original: OriginalPolicy = "purge"
     profile: Profile = "auto"
-    verify: Verify = "size"
+    verify: Verify = "bytes"
     outer_headers: tuple[str, ...] = DEFAULT_OUTER_HEADERS
     ca_file: Path | None = None
     poll_seconds: float = 60.0
@@ -149,7 +152,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "security": ("tls", "starttls", "plain"),
     "original": ("purge", "trash"),
     "profile": ("auto", "generic", "gmail"),
-    "verify": ("size", "hash"),
+    "verify": ("bytes", "hash", "size"),
 }
 _REQUIRED = ("name", "host", "username", "recipients")
 

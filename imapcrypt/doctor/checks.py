@@ -29,7 +29,7 @@ from imapcrypt.doctor.probe import probe_checks
 from imapcrypt.doctor.provider import provider_check
 from imapcrypt.errors import CredentialsError, ImapcryptError, TlsError
 from imapcrypt.imap.connect import certificate_fingerprint, connect, peer_certificate, unreachable
-from imapcrypt.imap.removers import uses_gmail
+from imapcrypt.imap.profile import ServerProfile, server_profile
 from imapcrypt.imap.session import TRASH, Session
 from imapcrypt.journal import SCHEMA_VERSION
 from imapcrypt.keys.fitness import check_recipient
@@ -184,18 +184,19 @@ def _capability_checks(account: Account, s: Session) -> list[Check]:
             "MULTIAPPEND/LITERAL+", "OK", "not offered: one round trip per message (slower, still safe)"
         )
     )
-    checks.append(_gmail_check(account, s))
-    if uses_gmail(s, account.profile) and s.is_gmail:
+    server = server_profile(s, account.profile)
+    checks.append(_gmail_check(server))
+    if server.gmail and server.announces_gmail:
         checks += gmail_checks(account, s)
     return checks
 
 
-def _gmail_check(account: Account, s: Session) -> Check:
-    if s.is_gmail and account.profile == "generic":
+def _gmail_check(server: ServerProfile) -> Check:
+    if server.announces_gmail and not server.gmail:
         return Check("Gmail", "WARN", "the server is Gmail but profile = 'generic'", "set profile = 'auto'")
-    if not s.is_gmail and account.profile == "gmail":
+    if server.gmail and not server.announces_gmail:
         return Check("Gmail", "WARN", "profile = 'gmail' but the server is not Gmail", "set profile = 'auto'")
-    if s.is_gmail:
+    if server.gmail:
         return Check("Gmail", "OK", "Gmail: labels are re-applied and originals go through [Gmail]/Trash")
     return Check("Gmail", "OK", "not Gmail (generic IMAP profile)")
 

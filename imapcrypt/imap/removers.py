@@ -5,7 +5,7 @@ The profiles are described in docs/design.md#server-profiles.
 The engine asks a `Remover` three things: "can you delete these now?" (before it appends anything,
 so a refusal leaves no duplicate), "take over these verified copies" (Gmail: copy the labels; refuse
 a copy merged into its original) and "delete them". Which remover serves a session is decided from
-its capabilities (and the account's `profile`), never from the server's name.
+its capabilities and its `ServerProfile` (imap/profile.py), never from the server's name.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from imapcrypt.config.model import OriginalPolicy, Profile
+from imapcrypt.config.model import OriginalPolicy
 from imapcrypt.errors import ServerError
 from imapcrypt.imap.gmail import GmailRemover
+from imapcrypt.imap.profile import ServerProfile
 from imapcrypt.imap.session import TRASH, Session
 from imapcrypt.journal import Journal
 
@@ -146,19 +147,14 @@ class SoleExpungeRemover:
         session.expunge_all()
 
 
-def uses_gmail(session: Session, profile: Profile) -> bool:
-    """Whether the Gmail profile applies: chosen in the config, or detected (X-GM-EXT-1) under "auto"."""
-    return profile == "gmail" or (profile == "auto" and session.is_gmail)
-
-
-def remover_for(
-    session: Session, policy: OriginalPolicy, profile: Profile = "auto", journal: Journal | None = None
-) -> Remover:
+def remover_for(session: Session, policy: OriginalPolicy, server: ServerProfile, journal: Journal) -> Remover:
     """The safest way this server offers to delete originals under `policy`.
 
-    The Gmail profile needs the `journal` (originals on their way through Trash are noted there).
+    `server` is the session's profile, decided once; the Gmail profile notes originals on their way
+    through Trash in `journal`. Both are required: without them Gmail would get a bare `UID EXPUNGE`,
+    which there only removes a label and leaves the plaintext in All Mail.
     """
-    if uses_gmail(session, profile) and journal is not None:
+    if server.gmail:
         return GmailRemover(policy, journal)
     if session.can_expunge_uid:
         return UidExpungeRemover(policy)
