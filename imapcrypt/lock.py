@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 from pathlib import Path
 from types import TracebackType
 
+from imapcrypt.config.model import account_file_stem
 from imapcrypt.errors import LockedError
 
 
 def lock_path(data_dir: Path, account_name: str) -> Path:
-    """The lock file of one account."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", account_name)
-    return data_dir / "locks" / f"{safe}.lock"
+    """The lock file of one account (distinct account names never share one)."""
+    return data_dir / "locks" / f"{account_file_stem(account_name)}.lock"
 
 
 class AccountLock:

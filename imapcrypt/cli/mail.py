@@ -16,7 +16,13 @@ from imapcrypt.daemon import AccountWorker, StateChange
 from imapcrypt.engine import FolderReport
 from imapcrypt.errors import ImapcryptError
 from imapcrypt.events import MessageDone, Progress
-from imapcrypt.wiring import account_passphrase, open_account, open_journal, ready_to_encrypt
+from imapcrypt.wiring import (
+    account_passphrase,
+    locked_account,
+    open_account,
+    open_journal,
+    ready_to_encrypt,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +121,8 @@ def _summary(account: Account, report: FolderReport) -> str:
         f"{report.unverified} not verified on the server (originals kept; the next run checks again)"
         if report.unverified
         else "",
+        f"{report.rejected} not stored as sent (removed; retried next time)" if report.rejected else "",
+        f"{report.parked} parked (see `imapcrypt status`)" if report.parked else "",
         f"{report.recovered} finished after an interruption" if report.recovered else "",
     ]
     text = ", ".join(p for p in parts if p) or "nothing to do"
@@ -126,11 +134,15 @@ def _encrypt(args: argparse.Namespace, backlog: bool) -> int:
     failures = 0
     for account in _accounts(config, args.account):
         ready_to_encrypt(config, account)
-        with open_account(config, account, TerminalEvents()) as opened:
+        # A dry run changes nothing, so it may run beside a daemon; everything else takes the lock.
+        opening = open_account if args.dry_run else locked_account
+        with opening(config, account, TerminalEvents()) as opened:
             for folder in _folders(account, getattr(args, "folder", None)):
+                if getattr(args, "retry_parked", False) and not args.dry_run:
+                    opened.journal.unpark(folder)
                 report = opened.engine.encrypt_folder(folder, backlog=backlog, dry_run=args.dry_run)
                 print(_summary(account, report))
-                failures += report.failed + report.unverified
+                failures += report.failed + report.rejected + report.unverified
     return 1 if failures else 0
 
 
@@ -194,12 +206,12 @@ def _rewrite(args: argparse.Namespace, reencrypt: bool) -> int:
         if reencrypt:
             ready_to_encrypt(config, account)
         passphrase = account_passphrase(account)
-        with open_account(config, account, TerminalEvents()) as opened:
+        with locked_account(config, account, TerminalEvents()) as opened:
             for folder in _folders(account, args.folder):
                 engine = opened.engine
                 report = (engine.reencrypt_folder if reencrypt else engine.restore_folder)(folder, passphrase)
                 print(_summary(account, report))
-                failures += report.failed + report.unverified
+                failures += report.failed + report.rejected + report.unverified
     return 1 if failures else 0
 
 
@@ -227,6 +239,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                     f"{account.name}/{folder}: {record.encrypted} encrypted, {record.waiting} waiting, "
                     f"{record.restored} restored, last run {record.last_run or 'never'}{error}"
                 )
+                for rejected in journal.rejections(folder):
+                    state = "parked" if rejected.parked else "retrying"
+                    print(
+                        f"{account.name}/{folder}: uid {rejected.src_uid} {state} "
+                        f"({rejected.failures} copies not stored as sent: {rejected.reason})"
+                    )
             for name in known:
                 print(f"{account.name}/{name}: no longer watched")
     return 0
@@ -245,6 +263,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     backlog.add_argument("--folder", help="only this folder (default: the account's folders)")
     backlog.add_argument(
         "--dry-run", action="store_true", help="count what would be encrypted; change nothing"
+    )
+    backlog.add_argument(
+        "--retry-parked",
+        action="store_true",
+        help="try again the messages parked because the server did not store their copies as sent",
     )
     backlog.set_defaults(handler=cmd_backlog)
 

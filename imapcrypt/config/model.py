@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from imapcrypt.errors import ConfigError
 from imapcrypt.message.envelope import DEFAULT_OUTER_HEADERS, check_outer_headers
 
 APP_NAME = "imapcrypt"
+_STEM_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 Security = Literal["tls", "starttls", "plain"]
 OriginalPolicy = Literal["purge", "trash"]
 Profile = Literal["auto", "generic", "gmail"]
@@ -40,6 +42,20 @@ def default_config_path() -> Path:
 def default_data_dir() -> Path:
     """The platform data dir: journals, locks and imapcrypt's own GnuPG home live under it."""
     return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def account_file_stem(name: str) -> str:
+    """The file name stem of an account's journal and lock: distinct names give distinct stems.
+
+    Letters, digits, ".", "_" and "-" stay; every other byte of the UTF-8 name becomes %XX (and "%"
+    itself too), so "my mail" and "my_mail" never share a file and no name reaches outside its folder.
+    """
+    return "".join(chr(byte) if chr(byte) in _STEM_SAFE else f"%{byte:02X}" for byte in name.encode("utf-8"))
+
+
+def legacy_file_stem(name: str) -> str:
+    """The stem imapcrypt used before `account_file_stem` (lossy: "my mail" and "my_mail" collide)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 def is_loopback(host: str) -> bool:

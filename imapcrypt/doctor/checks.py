@@ -310,6 +310,12 @@ def check_journal(config: Config, account: Account) -> Check:
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
             verdict = str(db.execute("PRAGMA quick_check").fetchone()[0])
             pending = int(db.execute("SELECT count(*) FROM intent").fetchone()[0]) if version else 0
+            # Schema 3: messages parked because the server did not store their copies as sent.
+            parked = (
+                int(db.execute("SELECT count(*) FROM rejected WHERE parked").fetchone()[0])
+                if version >= 3
+                else 0
+            )
         finally:
             db.close()
     except sqlite3.Error as exc:
@@ -320,9 +326,21 @@ def check_journal(config: Config, account: Account) -> Check:
         return Check("journal", "FAIL", f"{path}: schema {version} is newer than this imapcrypt", "upgrade")
     if verdict != "ok":
         return Check("journal", "FAIL", f"{path}: damaged ({verdict})", "move it aside and run again")
-    if pending:
-        return Check("journal", "WARN", f"{pending} message(s) in flight", "the next run finishes them")
+    if parked or pending:
+        return _journal_work(pending, parked)
     return Check("journal", "OK", f"{path}, schema {version}")
+
+
+def _journal_work(pending: int, parked: int) -> Check:
+    """The journal's WARN line for messages in flight or parked."""
+    if parked:
+        return Check(
+            "journal",
+            "WARN",
+            f"{parked} message(s) parked: the server did not store their encrypted copies as sent",
+            "see `imapcrypt status`; once the server is fixed, `imapcrypt backlog --retry-parked`",
+        )
+    return Check("journal", "WARN", f"{pending} message(s) in flight", "the next run finishes them")
 
 
 def check_account(
