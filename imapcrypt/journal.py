@@ -311,11 +311,13 @@ class Journal:
 
     # -- copies the server did not store as sent (schema 3) ------------------------------------------
     def reject(self, intent: Intent, reason: str, park_after: int) -> Rejected:
-        """Count one more copy of `intent`'s message that failed verification; at `park_after` failures
-        the message is parked. Returns the message's record as it now stands."""
+        """The copy of `intent` failed verification (and was removed): forget the intent and count one
+        more failure for its message, which is parked at `park_after` failures. Returns the message's
+        record as it now stands."""
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         key = _key(intent)
         with self._transaction():
+            self._forget([intent])
             self._db.execute(
                 "INSERT INTO rejected VALUES (?, ?, ?, ?, 1, ?, 0, ?) ON CONFLICT DO UPDATE SET "
                 "failures = failures + 1, reason = excluded.reason, updated = excluded.updated",

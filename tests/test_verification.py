@@ -1,0 +1,180 @@
+"""Servers that do not store what they were sent (docs/engine.md#verification): a copy counts only when
+the server gives back its exact bytes, a damaged copy never costs the original, and a message whose
+copies keep failing is parked after a bounded number of tries instead of appended on every pass.
+
+The hostile servers are a real Dovecot behind the fault proxy, rewriting what passes through it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from imapcrypt.engine import MAX_VERIFY_FAILURES
+from imapcrypt.errors import ImapcryptError, TransientError, VerificationError
+from imapcrypt.message import copy, envelope
+from tests.fixtures.corpus import varied_seeds
+from tests.fixtures.engine import Rig, assert_exactly_once
+from tests.fixtures.proxy import FaultProxy
+
+
+class Errors:
+    """Collects the engine's error events (what the tray and the log show)."""
+
+    def __init__(self) -> None:
+        self.errors: list[ImapcryptError] = []
+
+    def on_progress(self, progress: object) -> None:
+        """Progress is not looked at here."""
+
+    def on_message_done(self, done: object) -> None:
+        """Finished messages are checked on the server instead."""
+
+    def on_error(self, error: ImapcryptError) -> None:
+        self.errors.append(error)
+
+
+def damage_armor(message: bytes) -> bytes:
+    """`message` with one base64 character in the middle of its armor changed: same length, and no
+    longer the ciphertext that was sent. Messages without armor pass unchanged."""
+    block = copy.armor_block(message)
+    if not block:
+        return message
+    start = message.find(block)
+    at = start + len(block) // 2
+    while message[at : at + 1] in (b"\r", b"\n", b"="):
+        at += 1
+    flipped = b"B" if message[at : at + 1] == b"A" else b"A"
+    return message[:at] + flipped + message[at + 1 :]
+
+
+def lying_size(line: bytes) -> bytes:
+    """A FETCH line whose RFC822.SIZE is 7 bytes more than what the server stores."""
+    return re.sub(rb"RFC822\.SIZE (\d+)", lambda m: b"RFC822.SIZE %d" % (int(m[1]) + 7), line)
+
+
+def _copies(rig: Rig) -> int:
+    return sum(1 for m in rig.mailbox.state() if envelope.classify(m.body) is envelope.Kind.OURS)
+
+
+def test_a_damaged_copy_never_costs_the_original_and_is_parked_after_bounded_tries(
+    rig: Rig, fault_proxy: FaultProxy
+) -> None:
+    seeds = varied_seeds(6)
+    rig.mailbox.seed(seeds)
+    fault_proxy.rewrite_appends(damage_armor)
+    hostile = rig.at_port(fault_proxy.port)
+    for attempt in range(1, MAX_VERIFY_FAILURES + 1):
+        events = Errors()
+        with hostile.engine(events) as engine:
+            report = engine.encrypt_folder("INBOX")
+        assert report.encrypted == 0
+        parked_now = attempt == MAX_VERIFY_FAILURES
+        assert (report.rejected, report.parked) == ((0, 6) if parked_now else (6, 0))
+        assert len(events.errors) == 6
+        assert all(isinstance(e, VerificationError) for e in events.errors)
+        assert all(("parked" in str(e)) == parked_now for e in events.errors)
+        # Every damaged copy was removed again: the originals stand alone, as they were.
+        assert _copies(rig) == 0
+        assert_exactly_once(rig, seeds)
+
+    fault_proxy.reset_counts()
+    with hostile.engine() as engine:
+        report = engine.encrypt_folder("INBOX", backlog=True)
+        rejections = engine.journal.rejections("INBOX")
+    assert fault_proxy.counts().get("APPEND", 0) == 0, "a parked message was appended again"
+    assert (report.parked, report.encrypted) == (6, 0)
+    assert len(rejections) == 6
+    assert all(r.parked and r.failures == MAX_VERIFY_FAILURES for r in rejections)
+    assert all("other bytes than were sent" in r.reason for r in rejections)
+
+    # The server is fixed and the user asks for another try: now they are encrypted.
+    fault_proxy.rewrite_appends(None)
+    with hostile.engine() as engine:
+        engine.journal.unpark("INBOX")
+        report = engine.encrypt_folder("INBOX", backlog=True)
+        assert engine.journal.rejections("INBOX") == []
+    assert report.encrypted == 6
+    assert _copies(rig) == 6
+    assert_exactly_once(rig, seeds)
+
+
+def test_a_damaged_copy_is_rejected_under_the_old_verify_name_too(rig: Rig, fault_proxy: FaultProxy) -> None:
+    seeds = varied_seeds(2)
+    rig.mailbox.seed(seeds)
+    fault_proxy.rewrite_appends(damage_armor)
+    with rig.at_port(fault_proxy.port).with_policy(verify="hash").engine() as engine:
+        report = engine.encrypt_folder("INBOX")
+    assert (report.encrypted, report.rejected) == (0, 2)
+    assert_exactly_once(rig, seeds)
+
+
+def test_a_size_that_lies_no_longer_means_a_copy_on_every_pass(rig: Rig, fault_proxy: FaultProxy) -> None:
+    seeds = varied_seeds(6)
+    rig.mailbox.seed(seeds)
+    fault_proxy.rewrite_responses(lying_size)
+    hostile = rig.at_port(fault_proxy.port)
+    with hostile.engine() as engine:
+        first = engine.encrypt_folder("INBOX")
+    assert first.encrypted == 6  # the bytes came back as sent: the size the server reports does not matter
+    fault_proxy.reset_counts()
+    for _ in range(3):
+        with hostile.engine() as engine:
+            again = engine.encrypt_folder("INBOX", backlog=True)
+        assert (again.encrypted, again.already_ours) == (0, 6)
+    assert fault_proxy.counts().get("APPEND", 0) == 0
+    assert _copies(rig) == 6
+    assert_exactly_once(rig, seeds)
+
+
+def test_the_size_opt_in_on_a_lying_server_parks_instead_of_appending_forever(
+    rig: Rig, fault_proxy: FaultProxy
+) -> None:
+    seeds = varied_seeds(3)
+    rig.mailbox.seed(seeds)
+    fault_proxy.rewrite_responses(lying_size)
+    hostile = rig.at_port(fault_proxy.port).with_policy(verify="size")
+    for _ in range(MAX_VERIFY_FAILURES + 2):
+        with hostile.engine() as engine:
+            engine.encrypt_folder("INBOX")
+        assert _copies(rig) == 0
+        assert_exactly_once(rig, seeds)
+    assert fault_proxy.counts()["APPEND"] <= MAX_VERIFY_FAILURES * len(seeds)
+    with hostile.engine() as engine:
+        assert len(engine.journal.parked("INBOX", "encrypt")) == 3
+
+
+@pytest.mark.parametrize("damaged", [True, False])
+def test_recovery_trusts_only_a_copy_with_the_bytes_that_were_sent(
+    rig: Rig, fault_proxy: FaultProxy, damaged: bool
+) -> None:
+    """A crash right after the APPEND: the copy is on the server, unverified, its original not deleted.
+    The next run's recovery finishes it only if the copy is byte for byte the one sent."""
+    seeds = varied_seeds(1)
+    rig.mailbox.seed(seeds)
+    if damaged:
+        fault_proxy.rewrite_appends(damage_armor)
+    fault_proxy.cut_after("APPEND", 1)
+    with pytest.raises(TransientError), rig.at_port(fault_proxy.port).engine() as engine:
+        engine.encrypt_folder("INBOX")
+    state = rig.mailbox.state()
+    assert len(state) == 2
+    stored_copy = state[1].body
+    assert envelope.classify(stored_copy) is envelope.Kind.OURS
+    with rig.engine() as engine:  # the server behaves again
+        report = engine.open_folder("INBOX")
+        pending = engine.journal.pending("INBOX")
+    assert report[1] == 1
+    assert pending == []
+    state = rig.mailbox.state()
+    if damaged:
+        # Not ours to trust: the original stays, the bad copy is gone, and the message is retried.
+        assert [m.body for m in state] == [seeds[0].raw]
+        with rig.engine() as engine:
+            assert engine.journal.rejections("INBOX")[0].failures == 1
+            assert engine.encrypt_folder("INBOX").encrypted == 1
+    else:
+        assert [m.body for m in state] == [stored_copy]
+    assert _copies(rig) == 1
+    assert_exactly_once(rig, seeds)
