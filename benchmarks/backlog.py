@@ -4,9 +4,11 @@ Starts one Dovecot (and optionally a latency proxy in front of it), seeds the sa
 fresh accounts, and times, in one run:
   - copy-naive:   per message FETCH, APPEND, STORE \\Deleted + UID EXPUNGE (what a simple tool does)
   - copy-batched: the same work in batches (one FETCH, one MULTIAPPEND, one STORE/EXPUNGE a batch)
-  - imapcrypt:    `Engine.encrypt_folder(backlog=True)`: encrypt, journal, append, verify, delete
-  - imapcrypt-gpg: the same with a gpg process per encryption (the path without pysequoia)
-and prints msgs/s and the engine's ratio to each loop.
+  - imapcrypt:    `Engine.encrypt_folder(backlog=True)`: encrypt, journal, append, verify, delete,
+                  with `verify = "bytes"` (the default: every stored copy downloaded and compared)
+  - imapcrypt-size: the same with `verify = "size"` (the opt-in), to show what byte comparison costs
+  - imapcrypt-gpg: the same as imapcrypt with a gpg process per encryption (the path without pysequoia)
+and prints msgs/s, the engine's ratio to each loop, and what byte-for-byte verification costs.
 
     .venv/bin/python -m benchmarks.backlog [--messages 500] [--rtt-ms 0]
 """
@@ -82,7 +84,7 @@ def measure(label: str, seeds: list[Seed], server: DovecotServer, work: Callable
     work(mailbox)
     elapsed = time.perf_counter() - started
     rate = len(seeds) / elapsed
-    print(f"  {label:<14} {elapsed:7.2f} s  {rate:8.1f} msgs/s")
+    print(f"  {label:<16} {elapsed:7.2f} s  {rate:8.1f} msgs/s")
     return rate
 
 
@@ -106,18 +108,20 @@ def main() -> None:
         naive = measure("copy-naive", seeds, server, lambda m: copy_naive(proxy.port, m))
         batched = measure("copy-batched", seeds, server, lambda m: copy_batched(proxy.port, m))
 
-        def engine(mailbox: Mailbox, in_process: bool = True) -> None:
-            rig = make_rig(mailbox, home, scratch).at_port(proxy.port).with_policy(batch_size=50)
-            with rig.engine() as worker:
+        def engine(mailbox: Mailbox, in_process: bool = True, verify: str = "bytes") -> None:
+            rig = make_rig(mailbox, home, scratch).at_port(proxy.port)
+            with rig.with_policy(batch_size=50, verify=verify).engine() as worker:
                 # max_bytes -1: every message goes through gpg, as where pysequoia is missing.
                 encryptor(worker.gpg).max_bytes = IN_PROCESS_MAX_BYTES if in_process else -1
                 report = worker.encrypt_folder("INBOX", backlog=True)
             assert report.encrypted == len(seeds), report
 
         ours = measure("imapcrypt", seeds, server, engine)
+        by_size = measure("imapcrypt-size", seeds, server, lambda m: engine(m, verify="size"))
         through_gpg = measure("imapcrypt-gpg", seeds, server, lambda m: engine(m, in_process=False))
         for name, rate in (("copy-naive", naive), ("copy-batched", batched)):
             print(f"ratio imapcrypt/{name:<13} {ours / rate:5.2f}   (gpg path {through_gpg / rate:5.2f})")
+        print(f"verify = bytes costs {100 * (1 - ours / by_size):5.1f}% of verify = size throughput")
     finally:
         proxy.stop()
         server.stop()

@@ -8,12 +8,16 @@ The hostile servers are a real Dovecot behind the fault proxy, rewriting what pa
 from __future__ import annotations
 
 import re
+import sqlite3
+from pathlib import Path
 
 import pytest
 
 from imapcrypt.engine import MAX_VERIFY_FAILURES
 from imapcrypt.errors import ImapcryptError, TransientError, VerificationError
+from imapcrypt.journal import _SCHEMA_V1, _SCHEMA_V2
 from imapcrypt.message import copy, envelope
+from imapcrypt.wiring import journal_path
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once
 from tests.fixtures.proxy import FaultProxy
@@ -178,3 +182,51 @@ def test_recovery_trusts_only_a_copy_with_the_bytes_that_were_sent(
         assert [m.body for m in state] == [stored_copy]
     assert _copies(rig) == 1
     assert_exactly_once(rig, seeds)
+
+
+def test_an_intent_from_before_digests_trusts_no_copy_while_its_original_is_there(
+    rig: Rig, fault_proxy: FaultProxy
+) -> None:
+    """A version 2 journal recorded no digest: its copy in flight cannot be proven, so recovery removes
+    it and encrypts the original afresh rather than delete the original for it."""
+    seeds = varied_seeds(2)
+    rig.mailbox.seed(seeds)
+    fault_proxy.cut_after("APPEND", 1)
+    with pytest.raises(TransientError), rig.at_port(fault_proxy.port).engine() as engine:
+        engine.encrypt_folder("INBOX")
+    _as_version_2(journal_path(rig.config(), rig.account))
+    with rig.engine() as engine:
+        assert engine.journal.pending("INBOX")[0].digest == ""
+        report = engine.encrypt_folder("INBOX")
+    assert report.recovered == 2
+    assert report.encrypted == 2
+    assert _copies(rig) == 2
+    assert_exactly_once(rig, seeds)
+
+
+def test_a_journal_from_a_newer_imapcrypt_is_refused(rig: Rig) -> None:
+    with rig.engine() as engine:
+        engine.journal._db.execute("PRAGMA user_version = 99")
+    with pytest.raises(ImapcryptError, match="newer than this imapcrypt"), rig.engine():
+        pass
+
+
+def _as_version_2(path: Path) -> None:
+    """Rewrite the journal at `path` as imapcrypt's schema 2 held it: the same folders and intents,
+    without the digests."""
+    with sqlite3.connect(path) as current:
+        folders = current.execute("SELECT name, uidvalidity, watermark FROM folder").fetchall()
+        intents = current.execute(
+            "SELECT folder, uidvalidity, src_uid, direction, seal_id, size, uidnext, created FROM intent"
+        ).fetchall()
+    current.close()
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    with sqlite3.connect(path) as old:
+        for statement in (_SCHEMA_V1 + ";" + _SCHEMA_V2).split(";"):
+            if statement.strip():
+                old.execute(statement)
+        old.executemany("INSERT INTO folder (name, uidvalidity, watermark) VALUES (?, ?, ?)", folders)
+        old.executemany("INSERT INTO intent VALUES (?, ?, ?, ?, ?, ?, ?, ?)", intents)
+        old.execute("PRAGMA user_version = 2")
+    old.close()
