@@ -4,6 +4,7 @@ labels and flags kept, nothing merged, restore brings everything back."""
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from imapcrypt.doctor.checks import check_account
 from imapcrypt.errors import TransientError
 from imapcrypt.imap.connect import connect
+from imapcrypt.imap.gmail import GmailRemover
+from imapcrypt.imap.removers import remover_for
 from imapcrypt.imap.slots import CONNECTION_SLOTS
 from imapcrypt.message import envelope
 from imapcrypt.message.headers import HeaderSection
@@ -193,3 +196,20 @@ def test_doctor_recognises_gmail_and_checks_what_the_profile_needs(gmail_rig: Ri
     }
     assert checks["login"].status == "FAIL"
     assert "Forwarding and POP/IMAP" in checks["login"].fix
+
+
+@pytest.mark.parametrize(("configured", "gmail"), [("auto", True), ("gmail", True), ("generic", False)])
+def test_the_gmail_profile_is_decided_once_and_chooses_the_remover(
+    gmail_rig: Rig, configured: str, gmail: bool
+) -> None:
+    """One `ServerProfile` per session decides the remover: on Gmail never a bare UID EXPUNGE (which
+    there only removes a label), and `remover_for` cannot be called without the journal it needs."""
+    with gmail_rig.with_policy(profile=configured).engine() as engine:
+        assert engine.server.announces_gmail
+        assert engine.server.gmail is gmail
+        assert isinstance(engine.remover, GmailRemover) is gmail
+        assert engine.remover.name == ("gmail" if gmail else "uid-expunge")
+    assert list(inspect.signature(remover_for).parameters) == ["session", "policy", "server", "journal"]
+    assert all(
+        p.default is inspect.Parameter.empty for p in inspect.signature(remover_for).parameters.values()
+    )

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from imapcrypt.cli.main import main
+from imapcrypt.doctor.checks import check_journal
 from imapcrypt.engine import MAX_VERIFY_FAILURES
 from imapcrypt.errors import ImapcryptError, TransientError, VerificationError
 from imapcrypt.journal import _SCHEMA_V1, _SCHEMA_V2
@@ -230,3 +232,36 @@ def _as_version_2(path: Path) -> None:
         old.executemany("INSERT INTO intent VALUES (?, ?, ?, ?, ?, ?, ?, ?)", intents)
         old.execute("PRAGMA user_version = 2")
     old.close()
+
+
+def test_parked_messages_show_in_status_and_doctor(
+    rig: Rig, fault_proxy: FaultProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeds = varied_seeds(2)
+    rig.mailbox.seed(seeds)
+    fault_proxy.rewrite_appends(damage_armor)
+    hostile = rig.at_port(fault_proxy.port)
+    config = str(hostile.write_config())
+    assert check_journal(rig.config(), rig.account).status == "OK"
+    assert main(["--config", config, "backlog"]) == 1  # a copy failed verification: the run says so
+    out, err = capsys.readouterr()
+    assert "2 not stored as sent (removed; retried next time)" in out
+    assert err.count("was not stored as sent") == 2
+    assert main(["--config", config, "status"]) == 0
+    assert capsys.readouterr().out.count("retrying (1 copies not stored as sent") == 2
+    for _ in range(MAX_VERIFY_FAILURES - 1):
+        main(["--config", config, "backlog"])
+    capsys.readouterr()
+    assert main(["--config", config, "backlog"]) == 0  # only parked messages skipped: nothing failed now
+    assert "2 parked (see `imapcrypt status`)" in capsys.readouterr().out
+    assert main(["--config", config, "status"]) == 0
+    status = capsys.readouterr().out
+    assert status.count("parked (3 copies not stored as sent: the server gave back other bytes") == 2
+    check = check_journal(rig.config(), rig.account)
+    assert (check.status, "2 message(s) parked" in check.detail) == ("WARN", True)
+    assert "--retry-parked" in check.fix
+    fault_proxy.rewrite_appends(None)
+    assert main(["--config", config, "backlog", "--retry-parked"]) == 0
+    assert "2 encrypted" in capsys.readouterr().out
+    assert check_journal(rig.config(), rig.account).status == "OK"
+    assert_exactly_once(rig, seeds)
