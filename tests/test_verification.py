@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
 from imapcrypt.cli.main import main
+from imapcrypt.daemon import AccountWorker, Backoff
 from imapcrypt.doctor.checks import check_journal
 from imapcrypt.engine import MAX_VERIFY_FAILURES
 from imapcrypt.errors import ImapcryptError, TransientError, VerificationError
 from imapcrypt.journal import _SCHEMA_V1, _SCHEMA_V2
 from imapcrypt.message import copy, envelope
-from imapcrypt.wiring import journal_path
-from tests.fixtures.corpus import varied_seeds
+from imapcrypt.wiring import journal_path, open_journal
+from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once
 from tests.fixtures.proxy import FaultProxy
+from tests.fixtures.waiting import wait_for
 
 
 class Errors:
@@ -39,6 +42,9 @@ class Errors:
 
     def on_error(self, error: ImapcryptError) -> None:
         self.errors.append(error)
+
+    def on_state(self, change: object) -> None:
+        """The daemon's state changes are not looked at here."""
 
 
 def damage_armor(message: bytes) -> bytes:
@@ -265,3 +271,61 @@ def test_parked_messages_show_in_status_and_doctor(
     assert "2 encrypted" in capsys.readouterr().out
     assert check_journal(rig.config(), rig.account).status == "OK"
     assert_exactly_once(rig, seeds)
+
+
+def test_the_daemon_parks_a_damaged_message_instead_of_appending_it_on_every_pass(
+    rig: Rig, fault_proxy: FaultProxy
+) -> None:
+    """The daemon is woken by its own APPENDs: before parking existed, a server that damaged one
+    message's copies got a new copy of it about every second, for ever."""
+    bad = varied_seeds(2, seed=5)
+    targets = {envelope.message_id(seed.raw, rig.id_secret) for seed in bad}
+    damaged: list[str] = []
+
+    def damage_some(message: bytes) -> bytes:
+        ident = copy.copy_id(message)
+        if ident not in targets:
+            return message
+        damaged.append(ident)
+        return damage_armor(message)
+
+    fault_proxy.rewrite_appends(damage_some)
+    rig.mailbox.seed(bad)
+    hostile = rig.at_port(fault_proxy.port)
+    events = Errors()
+    worker = AccountWorker(hostile.config(), hostile.account, events, backoff=Backoff(base=0.05, cap=0.3))
+    failures: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:
+            failures.append(exc)
+
+    def parked() -> int:
+        with open_journal(hostile.config(), hostile.account) as journal:
+            return len(journal.parked("INBOX", "encrypt"))
+
+    good: list[Seed] = []
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        # New mail wakes the daemon for another pass; each pass tries the damaged ones once more.
+        for index in range(MAX_VERIFY_FAILURES + 3):
+            if parked() == len(bad):
+                break
+            good += varied_seeds(1, seed=100 + index)
+            rig.mailbox.seed(good[-1:])
+            wait_for(lambda: _copies(rig) == len(good) or failures, timeout=60, what="the next pass")  # noqa: B023 (called at once)
+        assert parked() == len(bad), (damaged, [str(e) for e in events.errors], failures)
+        for index in range(2):  # two more passes after the parking
+            good += varied_seeds(1, seed=200 + index)
+            rig.mailbox.seed(good[-1:])
+            wait_for(lambda: _copies(rig) == len(good) or failures, timeout=60, what="a pass after parking")  # noqa: B023
+    finally:
+        worker.stop()
+        thread.join(60)
+    assert not failures
+    assert len(damaged) == MAX_VERIFY_FAILURES * len(bad)
+    assert sum("is parked" in str(e) for e in events.errors) == len(bad)
+    assert_exactly_once(rig, bad + good)
