@@ -322,3 +322,28 @@ def test_tls_passes_through_unread(
     # Commands before the upgrade are read; after it, LOGIN and NOOP travel encrypted and unread.
     assert starttls.count("STARTTLS") == 1
     assert set(starttls.counts()) <= {"CAPABILITY", "STARTTLS"}
+
+
+def test_rewrite_appends_changes_what_the_server_stores_and_nothing_else(
+    fault_proxy: FaultProxy, mailbox: Mailbox
+) -> None:
+    big = _message(2, filler=b"x" * 600_000)  # arrives in several reads: rewritten whole all the same
+    fault_proxy.rewrite_appends(lambda message: message.replace(b"body", b"BODY"))
+    with client_through(fault_proxy, mailbox) as client:
+        client.append("INBOX", _message(1))
+        client.append("INBOX", big)
+        client.select_folder("INBOX", readonly=True)
+        fetched = client.fetch(client.search("ALL"), ["BODY.PEEK[]"])
+    fault_proxy.rewrite_appends(None)
+    stored = [data[b"BODY[]"] for _, data in sorted(fetched.items())]
+    assert stored == [_message(1).replace(b"body", b"BODY"), big.replace(b"body", b"BODY")]
+
+
+def test_rewrite_responses_makes_the_size_lie(fault_proxy: FaultProxy, mailbox: Mailbox) -> None:
+    uid = mailbox.append(_message(1))
+    fault_proxy.rewrite_responses(lambda line: line.replace(b"RFC822.SIZE ", b"RFC822.SIZE 9"))
+    with client_through(fault_proxy, mailbox) as client:
+        client.select_folder("INBOX", readonly=True)
+        fetched = client.fetch([uid], ["RFC822.SIZE", "BODY.PEEK[]"])
+    assert fetched[uid][b"RFC822.SIZE"] == int(b"9%d" % len(_message(1)))
+    assert fetched[uid][b"BODY[]"] == _message(1)  # literal bytes are never rewritten
