@@ -1,8 +1,9 @@
 """The local journal (docs/engine.md): one SQLite file per account, the engine's memory across crashes.
 
 It records, per folder, the UIDVALIDITY and the watermark (highest UID fully handled), and per
-message an *intent* written before the server is touched and completed after. It never holds a body,
-a subject or an address: only UIDs, sizes and the keyed message id.
+message an *intent* written before the server is touched and completed after, and per message whose
+copies failed verification the count and reason. It never holds a body, a subject or an address: only
+UIDs, sizes, the keyed message id and the keyed digest of each copy sent.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ CREATE TABLE trash_purge (
     created TEXT NOT NULL
 );
 """
-# Version 3 (docs/engine.md, verification): the SHA-256 of each copy as it was sent, so recovery trusts
+# Version 3 (docs/engine.md, verification): the keyed digest of each copy as it was sent, so recovery trusts
 # a copy on the server only when its bytes match; and the copies that failed verification per
 # message, so a message the server keeps damaging is parked with its reason instead of retried forever.
 _SCHEMA_V3 = """
@@ -92,7 +93,8 @@ class Intent:
 
     `seal_id` names the copy being written (its X-Imapcrypt id, or for a restore the keyed id of the
     original's bytes); `size` is the copy's size; `uidnext` the folder's UIDNEXT before the APPEND, so
-    recovery knows where a copy could be; `digest` the SHA-256 (hex) of the copy's bytes as sent, the
+    recovery knows where a copy could be; `digest` the keyed digest (message/copy.py) of the copy's
+    bytes as sent, the
     only proof recovery accepts that a copy on the server is this one ("" in intents written before
     schema 3: no copy is trusted for them).
     """

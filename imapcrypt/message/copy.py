@@ -12,6 +12,7 @@ a copy on the server is the one imapcrypt sent is decided by the engine from its
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 
 from imapcrypt.message.headers import ContentType, HeaderSection
@@ -67,6 +68,8 @@ def armor_block(message: bytes) -> bytes:
     return message[start : end + len(ARMOR_END)] if end >= 0 else b""
 
 
-def digest(data: bytes) -> str:
-    """SHA-256 of `data` in hex: what the journal records of a copy sent, to know it again byte for byte."""
-    return hashlib.sha256(data).hexdigest()
+def digest(data: bytes, secret: bytes) -> str:
+    """HMAC-SHA256 of `data` under the installation's id secret, in hex: what the journal records of a
+    copy sent, to know it again byte for byte. Keyed, because a restore's copy is the plaintext: the
+    journal must not let anyone confirm a guess of a message's content."""
+    return hmac.new(secret, data, hashlib.sha256).hexdigest()
