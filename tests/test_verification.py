@@ -17,7 +17,7 @@ import pytest
 from imapcrypt.cli.main import main
 from imapcrypt.daemon import AccountWorker, Backoff
 from imapcrypt.doctor.checks import check_journal
-from imapcrypt.engine import MAX_VERIFY_FAILURES
+from imapcrypt.engine import MAX_VERIFY_FAILURES, ServerAltersMessages
 from imapcrypt.errors import ImapcryptError, TransientError, VerificationError
 from imapcrypt.journal import _SCHEMA_V1, _SCHEMA_V2
 from imapcrypt.message import copy, envelope
@@ -79,11 +79,13 @@ def test_a_damaged_copy_never_costs_the_original_and_is_parked_after_bounded_tri
     hostile = rig.at_port(fault_proxy.port)
     for attempt in range(1, MAX_VERIFY_FAILURES + 1):
         events = Errors()
-        with hostile.engine(events) as engine:
-            report = engine.encrypt_folder("INBOX")
-        assert report.encrypted == 0
+        # Not one copy came back as sent: the run stops with the reason, after dealing with them.
+        with pytest.raises(ServerAltersMessages), hostile.engine(events) as engine:
+            engine.encrypt_folder("INBOX")
+        with rig.engine() as engine:
+            rejections = engine.journal.rejections("INBOX")
         parked_now = attempt == MAX_VERIFY_FAILURES
-        assert (report.rejected, report.parked) == ((0, 6) if parked_now else (6, 0))
+        assert [(r.failures, r.parked) for r in rejections] == [(attempt, parked_now)] * 6
         assert len(events.errors) == 6
         assert all(isinstance(e, VerificationError) for e in events.errors)
         assert all(("parked" in str(e)) == parked_now for e in events.errors)
@@ -116,9 +118,14 @@ def test_a_damaged_copy_is_rejected_under_the_old_verify_name_too(rig: Rig, faul
     seeds = varied_seeds(2)
     rig.mailbox.seed(seeds)
     fault_proxy.rewrite_appends(damage_armor)
-    with rig.at_port(fault_proxy.port).with_policy(verify="hash").engine() as engine:
-        report = engine.encrypt_folder("INBOX")
-    assert (report.encrypted, report.rejected) == (0, 2)
+    with (
+        pytest.raises(ServerAltersMessages),
+        rig.at_port(fault_proxy.port).with_policy(verify="hash").engine() as e,
+    ):
+        e.encrypt_folder("INBOX")
+    with rig.engine() as engine:
+        assert len(engine.journal.rejections("INBOX")) == 2
+    assert _copies(rig) == 0
     assert_exactly_once(rig, seeds)
 
 
@@ -147,9 +154,14 @@ def test_the_size_opt_in_on_a_lying_server_parks_instead_of_appending_forever(
     rig.mailbox.seed(seeds)
     fault_proxy.rewrite_responses(lying_size)
     hostile = rig.at_port(fault_proxy.port).with_policy(verify="size")
-    for _ in range(MAX_VERIFY_FAILURES + 2):
+    for attempt in range(MAX_VERIFY_FAILURES + 2):
         with hostile.engine() as engine:
-            engine.encrypt_folder("INBOX")
+            if attempt < MAX_VERIFY_FAILURES:
+                with pytest.raises(ServerAltersMessages):
+                    engine.encrypt_folder("INBOX")
+            else:  # parked: skipped once, then behind the watermark
+                report = engine.encrypt_folder("INBOX")
+                assert report.parked == (len(seeds) if attempt == MAX_VERIFY_FAILURES else 0)
         assert _copies(rig) == 0
         assert_exactly_once(rig, seeds)
     assert fault_proxy.counts()["APPEND"] <= MAX_VERIFY_FAILURES * len(seeds)
@@ -249,14 +261,15 @@ def test_parked_messages_show_in_status_and_doctor(
     hostile = rig.at_port(fault_proxy.port)
     config = str(hostile.write_config())
     assert check_journal(rig.config(), rig.account).status == "OK"
-    assert main(["--config", config, "backlog"]) == 1  # a copy failed verification: the run says so
-    out, err = capsys.readouterr()
-    assert "2 not stored as sent (removed; retried next time)" in out
+    # No copy came back as sent: each is reported, then the run stops with the reason.
+    assert main(["--config", config, "backlog"]) == ServerAltersMessages.exit_code
+    err = capsys.readouterr().err
     assert err.count("was not stored as sent") == 2
+    assert "changes the messages it stores" in err
     assert main(["--config", config, "status"]) == 0
     assert capsys.readouterr().out.count("retrying (1 copies not stored as sent") == 2
     for _ in range(MAX_VERIFY_FAILURES - 1):
-        main(["--config", config, "backlog"])
+        assert main(["--config", config, "backlog"]) == ServerAltersMessages.exit_code
     capsys.readouterr()
     assert main(["--config", config, "backlog"]) == 0  # only parked messages skipped: nothing failed now
     assert "2 parked (see `imapcrypt status`)" in capsys.readouterr().out

@@ -112,10 +112,11 @@ def _server_checks(account: Account, password: Callable[[], str] | None, now: dt
         else:
             checks.append(_tls_check(account, der, None, now))
         checks.append(Check("login", "OK", f"logged in as {account.username}"))
-        checks += _capability_checks(account, session)
+        server = server_profile(session, account.profile)  # decided once for every check below
+        checks += _capability_checks(account, session, server)
         checks += _folder_checks(account, session)
         checks.append(provider_check(session))
-        if not uses_gmail(session, account.profile):  # Gmail has its own probe (doctor/gmail.py)
+        if not server.gmail:  # Gmail has its own probe (doctor/gmail.py)
             checks += probe_checks(account, session, lambda: connect(account, secret, token))
     except ImapcryptError as exc:
         checks.append(Check("server", "FAIL", exc.message, exc.fix))
@@ -127,10 +128,11 @@ def _server_checks(account: Account, password: Callable[[], str] | None, now: dt
 def session_checks(account: Account, session: Session) -> list[Check]:
     """The checks of a logged-in session: what the server offers and what its absence costs, and the
     account's folders (set-up shows these right after its own login)."""
-    return [*_capability_checks(account, session), *_folder_checks(account, session)]
+    server = server_profile(session, account.profile)
+    return [*_capability_checks(account, session, server), *_folder_checks(account, session)]
 
 
-def _capability_checks(account: Account, s: Session) -> list[Check]:
+def _capability_checks(account: Account, s: Session, server: ServerProfile) -> list[Check]:
     needs_trash = not s.can_expunge_uid or account.original == "trash"
     if s.can_expunge_uid:
         uidplus = Check(
@@ -184,7 +186,6 @@ def _capability_checks(account: Account, s: Session) -> list[Check]:
             "MULTIAPPEND/LITERAL+", "OK", "not offered: one round trip per message (slower, still safe)"
         )
     )
-    server = server_profile(s, account.profile)
     checks.append(_gmail_check(server))
     if server.gmail and server.announces_gmail:
         checks += gmail_checks(account, s)
