@@ -22,7 +22,7 @@ from typing import TypeVar
 from imapcrypt.config.model import Account
 from imapcrypt.engine import seal_for
 from imapcrypt.errors import ImapcryptError, TransientError
-from imapcrypt.imap.removers import uses_gmail
+from imapcrypt.imap.profile import server_profile
 from imapcrypt.imap.session import Session
 from imapcrypt.message import envelope
 from imapcrypt.openpgp.gnupg import GnuPG
@@ -103,7 +103,7 @@ class Provider:
         self.reconnects = 0  # how often a dropped connection was opened again (for tests and logs)
         self._connect = connect
         self._session: Session | None = connect()
-        self._gmail = uses_gmail(self._session, account.profile)
+        self._gmail = server_profile(self._session, account.profile).gmail  # decided once, as the engine does
         self._passphrase_source = passphrase
         self._passphrase: str | None = None
         self._passphrase_asked = False
