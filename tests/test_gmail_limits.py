@@ -4,7 +4,6 @@ the connection cap, app passwords and XOAUTH2 token refresh; and the journal's s
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +20,6 @@ from imapcrypt.events import MessageDone, Progress
 from imapcrypt.imap.connect import connect
 from imapcrypt.imap.translate import ThrottledError
 from imapcrypt.imap.upload_budget import MB, UploadPaused
-from imapcrypt.journal import _SCHEMA_V1, SCHEMA_VERSION, Journal
 from imapcrypt.wiring import open_session
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig
@@ -190,33 +188,6 @@ def test_xoauth2_token_is_refreshed_once_when_the_server_rejects_it(gmail_rig: R
     bad = gmail_rig.with_policy(token_command="echo wrong", password_command=None).account
     with pytest.raises(CredentialsError, match="refused the login"):
         open_session(bad)
-
-
-def test_a_version_1_journal_migrates_to_version_2(tmp_path: Path) -> None:
-    path = tmp_path / "journal.sqlite3"
-    with sqlite3.connect(path) as db:
-        for statement in _SCHEMA_V1.split(";"):
-            if statement.strip():
-                db.execute(statement)
-        db.execute("INSERT INTO folder (name, watermark) VALUES ('INBOX', 42)")
-        db.execute("INSERT INTO intent VALUES ('INBOX', 7, 3, 'encrypt', 'abc', 100, 9, 'then')")
-        db.execute("PRAGMA user_version = 1")
-    db.close()
-    with Journal(path) as journal:
-        assert journal.folder("INBOX").watermark == 42
-        assert [(i.src_uid, i.digest) for i in journal.pending("INBOX")] == [(3, "")]
-        journal.add_uploaded("2031-05-06", 10)
-        journal.add_uploaded("2031-05-06", 5)
-        assert journal.uploaded("2031-05-06") == 15
-        journal.note_purges([11, 12])
-        journal.purged([11])
-        assert journal.pending_purges() == [12]
-    check = sqlite3.connect(path)
-    try:
-        # On through version 3 (the copies' digests, docs/engine.md), which tests/test_verification.py covers.
-        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
-    finally:
-        check.close()
 
 
 def test_gmail_config_keys_are_checked(tmp_path: Path) -> None:
