@@ -11,7 +11,8 @@ from imapcrypt_ui.tasks import run_task
 
 from imapcrypt import api
 
-OFF_TEXT = "Local IMAP server for mail clients"
+OFF_TEXT = "Local IMAP server"
+TOOLTIP = "Show the mailbox decrypted to any mail client, on this computer only (imapcrypt serve)"
 
 
 def connection_text(port: int, accounts: list[str], password: str) -> str:
@@ -36,6 +37,7 @@ class LocalServerSwitch(QObject):
         self.port = port
         self.action = QAction(OFF_TEXT, menu)
         self.action.setCheckable(True)
+        self.action.setToolTip(TOOLTIP)
         self.action.toggled.connect(self._toggled)
         self.server: api.RunningServer | None = None
         self.error = ""
@@ -76,7 +78,7 @@ class LocalServerSwitch(QObject):
         self.server = server
         self.error = ""
         self.action.setEnabled(True)
-        self.action.setText(f"Local IMAP server: on, 127.0.0.1:{server.port}")
+        self.action.setText(f"Local IMAP server: on, port {server.port}")
         self.show_details(connection_text(server.port, [a.name for a in config.accounts], password))
         self.changed.emit()
 
