@@ -22,6 +22,7 @@ from imapcrypt.config.model import (
 )
 from imapcrypt.config.providers import PRESETS, Preset
 from imapcrypt.daemon import AccountWorker, DaemonEvents, StateChange, WorkerState
+from imapcrypt.errors import ConfigError
 from imapcrypt.keys.unlock import check_passphrase, forget_passphrases
 from imapcrypt.openpgp.binary import find_gpg, gpg_version, install_gpg_hint
 from imapcrypt.openpgp.gnupg import GnuPG
@@ -33,6 +34,7 @@ from imapcrypt.wiring import account_passphrase, open_session
 
 if TYPE_CHECKING:
     from imapcrypt.demo import Demo
+    from imapcrypt.serve.index import Hit
 
 __all__ = [
     "DEFAULT_SERVE_PORT",
@@ -60,6 +62,7 @@ __all__ = [
     "lock",
     "open_message",
     "save_account",
+    "search_index",
     "server_folders",
     "set_autostart",
     "start_demo",
@@ -197,3 +200,21 @@ def start_local_server(config: Config, port: int) -> RunningServer:
     from imapcrypt.serve.server import LocalServer, ServeSettings  # noqa: PLC0415
 
     return LocalServer(config, local_server_password(config), ServeSettings(port=port)).start()
+
+
+def search_index(config: Config, words: str, account: str, folder: str) -> list[Hit]:
+    """The messages of `account`'s `folder` whose decrypted text contains `words` (ignoring case), from
+    the encrypted search index the local IMAP server keeps; nothing is decrypted. ConfigError (with the
+    fix) while there is no index yet."""
+    from imapcrypt.serve.index import open_index  # noqa: PLC0415 - the index's libraries load only here
+
+    index = open_index(config.data_dir, create=False)
+    if index is None:
+        raise ConfigError(
+            "there is no search index yet",
+            "turn on the Local IMAP server in the tray menu (or run `imapcrypt serve`): it builds the index",
+        )
+    try:
+        return index.find(words, account, folder)
+    finally:
+        index.close()

@@ -20,9 +20,11 @@ from pytestqt.qtbot import QtBot
 from imapcrypt import reader
 from imapcrypt.config.model import load_config
 from imapcrypt.imap.session import MessageInfo
+from imapcrypt.serve.index import open_index
 from imapcrypt.wiring import open_session
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
 from tests.fixtures.engine import Rig
+from tests.fixtures.keyrings import MemoryKeyring
 from tests.fixtures.proxy import FaultProxy
 
 WAIT_MS = 30_000
@@ -266,3 +268,32 @@ def test_hostile_headers_and_attachment_names_are_tamed() -> None:
 )  # fmt: skip
 def test_attachment_names_are_reduced_to_a_safe_base_name(name: str | None, safe: str) -> None:
     assert reader.safe_filename(name) == safe
+
+
+def test_the_search_box_shows_the_messages_whose_decrypted_text_has_the_words(
+    qtbot: QtBot, rig: Rig, encrypted: list[Seed], memory_keyring: MemoryKeyring
+) -> None:
+    config = load_config(rig.write_config())
+    window = ReaderWindow(config, Unlocked(), lambda _account: "")
+    qtbot.addWidget(window)
+    with qtbot.waitSignal(window.listed, timeout=WAIT_MS):
+        window.show_folder("test", "INBOX")
+    with qtbot.waitSignal(window.failed, timeout=WAIT_MS) as no_index:
+        window.search_folder("Hello reader")
+    assert "no search index yet" in no_index.args[0]
+    # What the local IMAP server's indexer keeps: the originals' text, keyed from the keyring.
+    with rig.mailbox.client() as client:
+        uidvalidity = client.select_folder("INBOX")[b"UIDVALIDITY"]
+    index = open_index(config.data_dir)
+    assert index is not None
+    try:
+        html_uid = window.listing[1].uid
+        index.add("test", "INBOX", uidvalidity, {html_uid: encrypted[2].raw, window.listing[0].uid: b"x"})
+    finally:
+        index.close()
+    with qtbot.waitSignal(window.listed, timeout=WAIT_MS):
+        window.search_folder("HELLO READER")
+    assert [s.uid for s in window.summaries] == [html_uid]
+    assert "1 of 4 messages" in window.status.text()
+    window.search_folder("")
+    assert len(window.summaries) == 4

@@ -119,6 +119,7 @@ class ReaderWindow(QMainWindow):
         self.lock_button.setToolTip("Forget the passphrase (gpg-agent too): the next read asks again")
         self.lock_button.clicked.connect(self.lock)
         self.lock_button.setEnabled(False)
+        self.search = self._search_box()
         self.status = plain_label()
         self.header = plain_label()
         self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -134,7 +135,8 @@ class ReaderWindow(QMainWindow):
         self.save_button.setEnabled(False)
         self._lay_out()
         self.current: tuple[Account, str] | None = None
-        self.summaries: list[Summary] = []
+        self.summaries: list[Summary] = []  # the rows shown
+        self.listing: list[Summary] = []  # the whole folder, of which a search shows some
         self.parsed: ParsedMessage | None = None
         self.wanted: tuple[str, str, int] | None = None  # the message the pane should show
         self.retry_ms = self.RETRY_FIRST_MS
@@ -155,6 +157,7 @@ class ReaderWindow(QMainWindow):
         top.addWidget(self.lock_button)
         top.addWidget(self.status, 1)
         middle_layout.addLayout(top)
+        middle_layout.addWidget(self.search)
         middle_layout.addWidget(self.messages)
         right = QWidget()
         right_layout = QVBoxLayout(right)
@@ -219,6 +222,8 @@ class ReaderWindow(QMainWindow):
 
     def _listed(self, summaries: list[Summary]) -> None:
         self.retry_ms = self.RETRY_FIRST_MS
+        self.listing = summaries
+        self.search.clear()
         self.show_summaries(summaries)
         locked = self.current is not None and self.current[0].name not in self.unlocked
         ours = sum(1 for s in summaries if s.encrypted_by_us)
@@ -237,6 +242,40 @@ class ReaderWindow(QMainWindow):
         if isinstance(exc, ServerError):
             self.status.setText(f"The server cannot be reached ({_short(exc)}). Trying again…")
             self._schedule_retry()
+
+    # -- search ------------------------------------------------------------------------------------
+    def _search_box(self) -> QLineEdit:
+        box = QLineEdit()
+        box.setPlaceholderText("Search the decrypted mail of this folder (local index)")
+        box.setClearButtonEnabled(True)
+        box.returnPressed.connect(lambda: self.search_folder(box.text()))
+        return box
+
+    def search_folder(self, words: str) -> None:
+        """Show only the folder's messages whose decrypted text contains `words` (the local search
+        index answers, in the background); empty `words` shows the whole folder again."""
+        if self.current is None:
+            return
+        if not words.strip():
+            self.show_summaries(self.listing)
+            self.status.setText(f"{len(self.listing)} messages")
+            return
+        account, folder = self.current
+        config = self.config
+        self.status.setText("Searching…")
+        run_task(
+            lambda: api.search_index(config, words, account.name, folder),
+            lambda hits: self._found(words, {hit.uid for hit in hits}),
+            self._failed,
+            name="reader-search",
+        )
+
+    def _found(self, words: str, uids: set[int]) -> None:
+        self.clear_message()
+        shown = [s for s in self.listing if s.uid in uids]
+        self.show_summaries(shown)
+        self.status.setText(f"{len(shown)} of {len(self.listing)} messages contain {words!r}")
+        self.listed.emit()
 
     # -- the server is away: try again until it answers ----------------------------------------------
     def _schedule_retry(self) -> None:
