@@ -10,6 +10,7 @@ copies keep failing verification is parked after MAX_VERIFY_FAILURES tries, neve
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -30,6 +31,7 @@ from imapcrypt.errors import (
     VerificationError,
 )
 from imapcrypt.events import Direction, EngineEvents, MessageDone, NoEvents, RateMeter
+from imapcrypt.imap.claims import Claims, without_claims
 from imapcrypt.imap.profile import server_profile
 from imapcrypt.imap.removers import Remover, remover_for
 from imapcrypt.imap.session import FolderStatus, MessageInfo, Session
@@ -193,6 +195,7 @@ class Engine:
         *,
         events: EngineEvents | None = None,
         clock: Callable[[], float] = time.time,
+        claim_keyword: bytes | None = None,
     ) -> None:
         self.account = account
         self.session = session
@@ -208,6 +211,8 @@ class Engine:
         self._listing_unvouched = False
         # Per folder: encryptions interrupted before a UIDVALIDITY change, by copy id (open_folder).
         self._orphans: dict[str, dict[str, Intent]] = {}
+        # Coordination with other installations on this mailbox (off without a keyword).
+        self.claims = Claims(session, claim_keyword, account.claim_lease_minutes * 60)
         # Set from another thread to stop after the batch in flight (a clean shutdown).
         self.stopping = threading.Event()
         workers = account.workers or min(os.cpu_count() or 1, 4)
@@ -245,7 +250,9 @@ class Engine:
         # copy in flight instead.
         self._unvouched = {}
         self._listing_unvouched = not known
+        self.claims.decide(folder, self.session.permanent_flags)
         recovered = self._recover(self.journal.pending(folder))
+        self.claims.release_leftovers(folder)
         return status, recovered
 
     def _copies_on_server(self) -> dict[str, list[int]]:
@@ -312,6 +319,7 @@ class Engine:
                     )
                 self.journal.abandon([intent])
         self._reject(folder, rejected, originals)
+        finished = self._still_claimed(folder, finished)
         if finished:
             adopted = self.remover.adopt(self.session, folder, {i.src_uid: c for i, c in finished})
             finished = [(intent, copy_uid) for intent, copy_uid in finished if intent.src_uid in adopted]
@@ -323,6 +331,25 @@ class Engine:
             log.info("folder %s: finished uid %d after an interruption", folder, intent.src_uid)
             self._done(folder, intent.direction, intent.src_uid, copy_uid, intent.size)
         return len(intents)
+
+    def _still_claimed(self, folder: str, finished: list[tuple[Intent, int]]) -> list[tuple[Intent, int]]:
+        """Claims hook of recovery: an original still present without our claim was taken over by
+        another installation while we were down; our copy goes and the original is left to it.
+
+        An original already gone keeps our copy: we may have deleted it ourselves just before the
+        crash, and a lost message is worse than the duplicate a take-over could leave (engine.md).
+        """
+        if self.claims.mode(folder).name == "NONE":
+            return finished
+        # A restore replaces our own copy, which no one claims (stop the daemons before restoring).
+        claimed = [intent.src_uid for intent, _ in finished if intent.direction == "encrypt"]
+        flags = self.claims.current_flags(claimed) if claimed else {}
+        lost = [(i, c) for i, c in finished if i.src_uid in flags and not self.claims.holds(flags[i.src_uid])]
+        if lost:
+            log.info("folder %s: %d message(s) were taken over by another installation", folder, len(lost))
+            self.remover.remove(self.session, folder, sorted(c for _, c in lost))
+            self.journal.abandon([i for i, _ in lost])
+        return [(i, c) for i, c in finished if (i, c) not in lost]
 
     def _find_copies(self, intent: Intent) -> tuple[list[int], list[int]]:
         """The copies of an intent's message on the server, lowest UID first: those whose bytes match
@@ -497,7 +524,17 @@ class Engine:
                 report.waiting += len(todo)
                 self.events.on_error(ServerError(f"not encrypting now: {refusal}", "it will be retried"))
                 return handled, []
+            todo = self._claim(status.name, todo, report)
         return handled, list(_by_bytes(todo, GROUP_BYTES))
+
+    def _claim(self, folder: str, todo: list[MessageInfo], report: FolderReport) -> list[MessageInfo]:
+        """Claims hook: keep the messages this installation now holds; the others wait (another
+        installation is encrypting them; the watermark holds until they are gone)."""
+        ours = self.claims.take(
+            folder, {info.uid: info.flags for info in todo}, {info.uid: info.modseq for info in todo}
+        )
+        report.waiting += len(todo) - len(ours)
+        return [info for info in todo if info.uid in ours]
 
     def _start_sealing(self, group: list[MessageInfo]) -> _Sealing:
         """Fetch a group's bodies and hand them to the worker pool; returns at once."""
@@ -529,7 +566,8 @@ class Engine:
                 report.recovered += 1
                 handled.add(info.uid)
             elif isinstance(result, envelope.Sealed):
-                prepared.append(_Prepared(info, result.message, result.id, info.flags, info.internaldate))
+                flags = without_claims(info.flags)  # a copy never carries a claim
+                prepared.append(_Prepared(info, result.message, result.id, flags, info.internaldate))
             elif result is None:
                 report.sender_encrypted += 1
                 handled.add(info.uid)
@@ -541,9 +579,25 @@ class Engine:
             self._unvouched = self._copies_on_server()
         if self._unvouched:
             self._drop_unvouched(status.name, prepared)
-        stored, parked = self._store(status, prepared, "encrypt", report)
+        try:
+            stored, parked = self._store(status, prepared, "encrypt", report)
+        except BaseException:
+            # A full mailbox, a paused upload budget, a refusal: let the group go. A lost connection
+            # cannot; the next start releases what is left (release_leftovers).
+            with contextlib.suppress(TransientError):
+                self._let_go(status.name, sealing.group, set())
+            raise
+        self._let_go(status.name, sealing.group, stored)
         report.encrypted += len(stored)
         return handled | stored | parked
+
+    def _let_go(self, folder: str, group: list[MessageInfo], stored: set[int]) -> None:
+        """Claims hook: release what this group did not finish (skipped, failed, refused); a message
+        waiting for recovery under an intent keeps its claim, one stored is forgotten."""
+        self.claims.forget(folder, stored)
+        waiting = {i.src_uid for i in self.journal.pending(folder)}
+        left = {info.uid for info in group} - stored - waiting
+        self.claims.release(folder, self.claims.made(folder, left))
 
     def _seal(
         self, info: MessageInfo, raw: bytes, *, again: bool = False
@@ -610,6 +664,7 @@ class Engine:
                     "the original is kept; the next run looks for the copy again",
                 )
             )
+        verified = self._confirm_claims(status.name, verified, intents)
         if verified:
             adopted = self.remover.adopt(self.session, status.name, verified)
             for src in set(verified) - set(adopted):
@@ -627,6 +682,27 @@ class Engine:
             # folder's run stops with the reason.
             raise ServerAltersMessages(self.account.host)
         return set(verified), parked
+
+    def _confirm_claims(
+        self, folder: str, verified: dict[int, int], intents: dict[int, Intent]
+    ) -> dict[int, int]:
+        """Claims hook before deleting originals: one FETCH FLAGS re-checks that each is still ours.
+
+        Taken over (our claim gone, or held too long) → our copy goes, the original stays for the
+        other installation. Gone (the user or another installation removed it after we appended) →
+        our copy goes too: keeping it would resurrect or duplicate the message.
+        """
+        mine = self.claims.made(folder, verified)
+        if not mine:
+            return verified
+        _, lost, gone = self.claims.confirm(folder, sorted(mine))
+        if lost or gone:
+            log.info("folder %s: %d taken over, %d gone before we deleted them", folder, len(lost), len(gone))
+            self.remover.remove(self.session, folder, sorted(verified[src] for src in lost | gone))
+            self.journal.abandon([intents[src] for src in lost | gone])
+            self.claims.release(folder, lost)
+            self.claims.forget(folder, gone)
+        return {src: uid for src, uid in verified.items() if src not in lost | gone}
 
     def _append(
         self, folder: str, prepared: list[_Prepared], intents: dict[int, Intent]

@@ -15,6 +15,7 @@ from pathlib import Path
 from imapcrypt.config.model import Account, Config, account_file_stem, legacy_file_stem
 from imapcrypt.engine import Engine
 from imapcrypt.events import EngineEvents
+from imapcrypt.imap.claims import claim_keyword
 from imapcrypt.imap.connect import connect
 from imapcrypt.imap.session import Session
 from imapcrypt.journal import Journal
@@ -127,7 +128,10 @@ def open_account(
         secret = id_secret(config.data_dir)
         session = open_session(account, password)
         stack.callback(session.logout)
-        engine = Engine(account, session, gpg, journal, secret, events=events, clock=clock)
+        keyword = claim_keyword(config.data_dir)
+        engine = Engine(
+            account, session, gpg, journal, secret, events=events, clock=clock, claim_keyword=keyword
+        )
         stack.callback(engine.close)
         yield OpenAccount(account, engine, session, journal, gpg)
 

@@ -83,6 +83,8 @@ class Account:
     passphrase_command: str | None = None
     folders: tuple[str, ...] = ("INBOX",)
     grace_minutes: float = 0.0
+    # Another installation's claim seen unchanged this long is stale (docs/engine.md, many installations).
+    claim_lease_minutes: float = 10.0
     original: OriginalPolicy = "purge"
     profile: Profile = "auto"
     verify: Verify = "bytes"
@@ -150,6 +152,7 @@ _ACCOUNT_TYPES: dict[str, tuple[type, ...]] = {
     "folders": (list,),
     "recipients": (list,),
     "grace_minutes": (int, float),
+    "claim_lease_minutes": (int, float),
     "original": (str,),
     "profile": (str,),
     "verify": (str,),
@@ -257,15 +260,17 @@ def _check_account(account: Account, path: Path, where: str) -> None:
         )
     if (
         account.grace_minutes < 0
+        or account.claim_lease_minutes <= 0
         or account.poll_seconds <= 0
         or account.idle_noop_seconds < 0
         or account.batch_size < 1
         or account.workers < 0
     ):
         raise ConfigError(
-            f"{path}: {where} grace_minutes, poll_seconds, idle_noop_seconds, batch_size or workers is "
-            "out of range",
-            "use grace_minutes >= 0, poll_seconds > 0, idle_noop_seconds >= 0, batch_size >= 1, workers >= 0",
+            f"{path}: {where} grace_minutes, claim_lease_minutes, poll_seconds, idle_noop_seconds, "
+            "batch_size or workers is out of range",
+            "use grace_minutes >= 0, claim_lease_minutes > 0, poll_seconds > 0, idle_noop_seconds >= 0, "
+            "batch_size >= 1, workers >= 0",
         )
     if account.max_message_mb < 1:
         raise ConfigError(f"{path}: {where} max_message_mb is out of range", "use max_message_mb >= 1")

@@ -173,6 +173,11 @@ def _date(value: object) -> dt.datetime:
     return value
 
 
+def _first(value: object) -> object:
+    # imapclient gives MODSEQ as a one-element tuple: "MODSEQ (12)".
+    return value[0] if isinstance(value, tuple) and len(value) == 1 else value
+
+
 def _bytes(value: object) -> bytes:
     if not isinstance(value, bytes):
         raise ValueError("a message body is not a string of bytes")
@@ -203,6 +208,8 @@ class Session:
         self.uid_range_search_broken = False
         self.watched_exists = 0  # the message count of the folder `examine` watches, kept by NOOPs
         self._slot_held = False
+        # PERMANENTFLAGS of the folder last selected read-write (None: the server did not say).
+        self.permanent_flags: tuple[bytes, ...] | None = None
         bound_literals(client, literal_limit(account))
 
     # -- capabilities, asked as questions -------------------------------------------------------
@@ -225,6 +232,11 @@ class Session:
     def can_multiappend(self) -> bool:
         """MULTIAPPEND with LITERAL+: a batch of appends costs one round trip."""
         return b"MULTIAPPEND" in self.capabilities and b"LITERAL+" in self.capabilities
+
+    @property
+    def can_condstore(self) -> bool:
+        """CONDSTORE (RFC 7162): MODSEQ per message and a conditional STORE (UNCHANGEDSINCE)."""
+        return b"CONDSTORE" in self.capabilities
 
     @property
     def is_gmail(self) -> bool:
@@ -275,6 +287,8 @@ class Session:
         real = self.resolve_folder(folder)  # the status keeps the caller's name: the journal's key
         response = self._call("SELECT", lambda: self.client.select_folder(real))
         self.selected = real
+        permanent = response.get(b"PERMANENTFLAGS")
+        self.permanent_flags = tuple(permanent) if isinstance(permanent, tuple) else None
         uidnext = response.get(b"UIDNEXT")
         if uidnext is None:  # old servers omit it; ask STATUS
             status = self._call("STATUS", lambda: self.client.folder_status(real, [b"UIDNEXT"]))
@@ -609,6 +623,64 @@ class Session:
             self._call("EXPUNGE", lambda: self.client.uid_expunge(uids))
         else:
             self._call("EXPUNGE", self.client.expunge)
+
+    def remove_flags(self, uids: Sequence[int], flags: Sequence[bytes]) -> None:
+        """Take `flags` off `uids` (STORE -FLAGS.SILENT)."""
+        if uids and flags:
+            self._call("STORE", lambda: self.client.remove_flags(uids, list(flags), silent=True))
+
+    def search_keyword(self, keyword: bytes) -> list[int]:
+        """UIDs carrying the keyword `keyword` in the selected folder."""
+        return sorted(self._call("SEARCH", lambda: self.client.search(["KEYWORD", keyword.decode()])))
+
+    def fetch_flags(self, uids: Sequence[int]) -> dict[int, tuple[bytes, ...]]:
+        """FLAGS of `uids`; vanished UIDs are absent."""
+        if not uids:
+            return {}
+        data = self._call("FETCH", lambda: self.client.fetch(uids, ["FLAGS"]))
+        with parsed_response(self.host, "FETCH"):
+            return {number(uid, "UID", 1): _flags(item[b"FLAGS"]) for uid, item in data.items()}
+
+    def fetch_flags_modseq(self, uids: Sequence[int]) -> dict[int, tuple[tuple[bytes, ...], int]]:
+        """FLAGS and MODSEQ (CONDSTORE) of `uids`; vanished UIDs are absent."""
+        if not uids:
+            return {}
+        data = self._call("FETCH", lambda: self.client.fetch(uids, ["FLAGS", "MODSEQ"]))
+        with parsed_response(self.host, "FETCH"):
+            return {
+                number(uid, "UID", 1): (
+                    _flags(item[b"FLAGS"]),
+                    number(_first(item[b"MODSEQ"]), "MODSEQ", 0, MAX_SIZE),
+                )
+                for uid, item in data.items()
+            }
+
+    def add_flags_unchanged_since(
+        self, uids: Sequence[int], flags: Sequence[bytes], modseq: int
+    ) -> list[int]:
+        """`UID STORE <uids> (UNCHANGEDSINCE modseq) +FLAGS.SILENT (flags)` (RFC 7162 §3.1.3): the
+        UIDs the server answered MODIFIED for (changed since `modseq`: left as they were)."""
+        if not uids or not flags:
+            return []
+        imap = self.client._imap  # imapclient has no conditional STORE: imaplib's own uid()
+        uid_set = ",".join(str(u) for u in sorted(uids))
+        words = "(" + " ".join(f.decode() for f in flags) + ")"
+
+        def store() -> list[int]:
+            imap.untagged_responses.pop("MODIFIED", None)
+            status, lines = imap.uid("STORE", uid_set, f"(UNCHANGEDSINCE {modseq}) +FLAGS.SILENT", words)
+            if status != "OK":
+                raise imaplib.IMAP4.error(b" ".join(x for x in lines if isinstance(x, bytes)))
+            sent = set(uids)
+            found: set[int] = set()
+            for text in imap.untagged_responses.pop("MODIFIED", []):
+                raw = (text if isinstance(text, bytes) else str(text).encode()).strip()
+                with parsed_response(self.host, "STORE"):
+                    # A set can only name UIDs we sent: bounded by their span, whatever the server says.
+                    found |= set(_parse_uid_set(raw, max(sent) - min(sent) + 1)) & sent if raw else set()
+            return sorted(found)
+
+        return self._call("STORE", store)  # type: ignore[no-any-return]
 
     def mark_deleted(self, uids: Sequence[int]) -> None:
         """Set \\Deleted on `uids` without expunging."""

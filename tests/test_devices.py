@@ -1,0 +1,157 @@
+"""Many installations, one mailbox (docs/engine.md "Many installations, one mailbox"): per-message
+claims keep every original exactly once when laptops, desktops and daemons encrypt the same account."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from imapcrypt.imap.claims import PREFIX, Mode, is_claim
+from imapcrypt.message import envelope
+from tests.fixtures.corpus import varied_seeds
+from tests.fixtures.devices import another_installation, cli_process, finish
+from tests.fixtures.dovecot import DovecotServer, hide_capabilities
+from tests.fixtures.engine import Rig, assert_exactly_once
+
+NO_UIDPLUS_NO_CONDSTORE = hide_capabilities("UIDPLUS", "CONDSTORE", "QRESYNC")
+
+
+def _all_encrypted(rig: Rig) -> bool:
+    return all(envelope.classify(m.body) is envelope.Kind.OURS for m in rig.mailbox.state())
+
+
+def _claims_on_server(rig: Rig) -> list[bytes]:
+    return [f for m in rig.mailbox.state() for f in m.flags if is_claim(f)]
+
+
+@pytest.fixture
+def plain_and_checked(
+    request: pytest.FixtureRequest,
+    rig_on: Callable[[Any], Rig],
+    dovecot_factory: Callable[[str], DovecotServer],
+) -> Rig:
+    """A rig on the full Dovecot (claims by CONDSTORE) or on one without UIDPLUS and CONDSTORE
+    (claims by add-then-check)."""
+    return rig_on(dovecot_factory(request.param))
+
+
+VARIANTS = pytest.mark.parametrize(
+    "plain_and_checked", ["", NO_UIDPLUS_NO_CONDSTORE], ids=["condstore", "add-then-check"], indirect=True
+)
+
+
+@VARIANTS
+def test_each_server_gets_its_mechanism(plain_and_checked: Rig) -> None:
+    rig = plain_and_checked
+    rig.mailbox.seed(varied_seeds(2, seed=3))
+    with rig.engine() as engine:
+        engine.encrypt_folder("INBOX")
+        expected = Mode.CONDSTORE if engine.session.can_condstore else Mode.CHECK
+        assert engine.claims.mode("INBOX") is expected
+    assert _all_encrypted(rig)
+    assert not _claims_on_server(rig), "a claim was left behind"
+
+
+@VARIANTS
+def test_a_message_claimed_by_another_installation_waits_until_the_claim_is_stale(
+    plain_and_checked: Rig,
+) -> None:
+    rig = plain_and_checked
+    seeds = varied_seeds(3, seed=4)
+    uids = rig.mailbox.seed(seeds)
+    other = another_installation(rig, "desktop")
+    with other.engine() as desktop:
+        desktop.open_folder("INBOX")
+        held = desktop.claims.take("INBOX", {uids[0]: ()})
+        assert held == {uids[0]}
+        now = [1000.0]
+        with rig.engine() as laptop:
+            laptop.claims.monotonic = lambda: now[0]
+            report = laptop.encrypt_folder("INBOX", backlog=True)
+            assert (report.encrypted, report.waiting) == (2, 1)
+            now[0] += laptop.claims.lease - 1
+            assert laptop.encrypt_folder("INBOX", backlog=True).waiting == 1, "a live claim was taken over"
+            now[0] += 1
+            # The desktop is gone for a whole lease: its claim is stale and the laptop takes over.
+            assert laptop.encrypt_folder("INBOX", backlog=True).encrypted == 1
+        # The desktop comes back: its claim is gone, so the message is no longer its to delete.
+        ours, lost, gone = desktop.claims.confirm("INBOX", [uids[0]])
+        assert (ours, lost, gone) == (set(), set(), {uids[0]})
+    assert_exactly_once(rig, seeds)
+    assert _all_encrypted(rig)
+    assert not _claims_on_server(rig)
+
+
+@VARIANTS
+def test_a_message_taken_over_before_our_delete_keeps_only_the_other_copy(plain_and_checked: Rig) -> None:
+    rig = plain_and_checked
+    seeds = varied_seeds(2, seed=5)
+    rig.mailbox.seed(seeds)
+    other = another_installation(rig, "server")
+    with rig.engine() as laptop, other.engine() as server:
+        server.open_folder("INBOX")
+        taken = []
+        confirm = laptop.claims.confirm
+
+        def taken_over_first(folder: str, uids: list[int]) -> Any:
+            # Between the laptop's APPEND and its delete, the server decides the claims are stale.
+            for uid in uids:
+                server.session.remove_flags([uid], [laptop.claims.keyword or b""])
+                server.session.add_flags([uid], [server.claims.keyword or b""])
+                taken.append(uid)
+            return confirm(folder, uids)
+
+        laptop.claims.confirm = taken_over_first  # type: ignore[method-assign]
+        assert laptop.encrypt_folder("INBOX").encrypted == 0
+        assert taken
+        # Only the plaintext is left, now the server's to encrypt: no copy of the laptop's.
+        assert sorted(m.body for m in rig.mailbox.state()) == sorted(s.raw for s in seeds)
+        server.claims.release("INBOX", taken)
+        server.encrypt_folder("INBOX")
+    assert_exactly_once(rig, seeds)
+    assert _all_encrypted(rig)
+
+
+def test_claims_left_by_a_crash_are_released_on_the_next_start(rig: Rig) -> None:
+    seeds = varied_seeds(3, seed=6)
+    uids = rig.mailbox.seed(seeds)
+    with rig.engine() as engine:
+        engine.open_folder("INBOX")
+        assert engine.claims.take("INBOX", {uid: () for uid in uids}) == set(uids)
+    assert len(_claims_on_server(rig)) == 3  # the "crash": the engine went away holding them
+    with rig.engine(clock=lambda: 0.0) as engine:  # everything is too young: nothing is encrypted
+        engine.encrypt_folder("INBOX")
+    assert not _claims_on_server(rig)
+    assert_exactly_once(rig, seeds)
+
+
+def test_the_keyword_is_one_per_installation_and_kept(rig: Rig) -> None:
+    from imapcrypt.imap.claims import claim_keyword
+
+    first = claim_keyword(rig.data_dir)
+    assert first.startswith(PREFIX) and len(first) == len(PREFIX) + 8
+    assert claim_keyword(rig.data_dir) == first
+    assert (rig.data_dir / "install-id").stat().st_mode & 0o777 == 0o600
+    assert claim_keyword(another_installation(rig, "b").data_dir) != first
+
+
+@pytest.mark.slow
+@VARIANTS
+@pytest.mark.parametrize("count", [2, 3])
+def test_installations_running_backlog_at_once_encrypt_each_message_once(
+    plain_and_checked: Rig, count: int, record_property: Callable[[str, object], None]
+) -> None:
+    rig = plain_and_checked.with_policy(batch_size=25)
+    seeds = varied_seeds(300, seed=31)
+    rig.mailbox.seed(seeds)
+    installations = [rig, *(another_installation(rig, f"n{i}") for i in range(1, count))]
+    configs = [str(r.write_config(batch_size="25")) for r in installations]
+    processes = [cli_process(config, "backlog") for config in configs]
+    for process in processes:
+        code, errors = finish(process)
+        assert code == 0, errors
+    assert_exactly_once(rig, seeds)
+    assert _all_encrypted(rig)
+    assert not _claims_on_server(rig)
