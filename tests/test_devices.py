@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from imapcrypt.imap.claims import PREFIX, Mode, is_claim
+from imapcrypt.imap.claims import PREFIX, Mode, claim_keyword, is_claim
 from imapcrypt.message import envelope
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.devices import another_installation, cli_process, finish
@@ -128,10 +128,9 @@ def test_claims_left_by_a_crash_are_released_on_the_next_start(rig: Rig) -> None
 
 
 def test_the_keyword_is_one_per_installation_and_kept(rig: Rig) -> None:
-    from imapcrypt.imap.claims import claim_keyword
-
     first = claim_keyword(rig.data_dir)
-    assert first.startswith(PREFIX) and len(first) == len(PREFIX) + 8
+    assert first.startswith(PREFIX)
+    assert len(first) == len(PREFIX) + 8
     assert claim_keyword(rig.data_dir) == first
     assert (rig.data_dir / "install-id").stat().st_mode & 0o777 == 0o600
     assert claim_keyword(another_installation(rig, "b").data_dir) != first
