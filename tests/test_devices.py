@@ -3,6 +3,7 @@ claims keep every original exactly once when laptops, desktops and daemons encry
 
 from __future__ import annotations
 
+import email.parser
 from collections.abc import Callable
 from typing import Any
 
@@ -13,13 +14,27 @@ from imapcrypt.message import envelope
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.devices import another_installation, cli_process, finish
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities
-from tests.fixtures.engine import Rig, assert_exactly_once
+from tests.fixtures.engine import Rig, assert_exactly_once, opened
 
 NO_UIDPLUS_NO_CONDSTORE = hide_capabilities("UIDPLUS", "CONDSTORE", "QRESYNC")
 
 
 def _all_encrypted(rig: Rig) -> bool:
     return all(envelope.classify(m.body) is envelope.Kind.OURS for m in rig.mailbox.state())
+
+
+def _made_by(rig: Rig, installations: list[Rig]) -> list[int]:
+    """How many of the copies in INBOX each installation made (its keyed id is in the marker)."""
+    made = [0] * len(installations)
+    for message, original in zip(rig.mailbox.state(), opened(rig.mailbox.state(), rig.gpg), strict=True):
+        marker = envelope.marker_id(str(_marker(message.body)))
+        for index, installation in enumerate(installations):
+            made[index] += marker == envelope.message_id(original, installation.id_secret)
+    return made
+
+
+def _marker(body: bytes) -> str | None:
+    return email.parser.BytesHeaderParser().parsebytes(body).get(envelope.MARKER_HEADER)
 
 
 def _claims_on_server(rig: Rig) -> list[bytes]:
@@ -154,3 +169,7 @@ def test_installations_running_backlog_at_once_encrypt_each_message_once(
     assert_exactly_once(rig, seeds)
     assert _all_encrypted(rig)
     assert not _claims_on_server(rig)
+    made = _made_by(rig, installations)
+    record_property("copies_by_installation", made)
+    assert sum(made) == len(seeds)
+    assert sum(1 for n in made if n) >= 2, f"the installations did not run at once: {made}"

@@ -24,10 +24,12 @@ from cryptography import x509
 
 from imapcrypt.config.model import Account, Config
 from imapcrypt.doctor.check import Check
+from imapcrypt.doctor.devices import coordination_checks
 from imapcrypt.doctor.gmail import gmail_checks
 from imapcrypt.doctor.probe import probe_checks
 from imapcrypt.doctor.provider import provider_check
 from imapcrypt.errors import CredentialsError, ImapcryptError, TlsError
+from imapcrypt.imap.claims import INSTALL_ID_FILE, claim_keyword
 from imapcrypt.imap.connect import certificate_fingerprint, connect, peer_certificate, unreachable
 from imapcrypt.imap.profile import ServerProfile, server_profile
 from imapcrypt.imap.session import TRASH, Session
@@ -88,7 +90,12 @@ def _password(account: Account) -> tuple[Callable[[], str], Callable[[], str] | 
     return (lambda: account_password(account)), None
 
 
-def _server_checks(account: Account, password: Callable[[], str] | None, now: dt.datetime) -> list[Check]:
+def _server_checks(
+    account: Account,
+    password: Callable[[], str] | None,
+    now: dt.datetime,
+    installation: tuple[bytes | None, bool] = (None, True),
+) -> list[Check]:
     where = f"{account.host}:{account.port}"
     reason = unreachable(account.host, account.port)
     if reason:
@@ -115,6 +122,7 @@ def _server_checks(account: Account, password: Callable[[], str] | None, now: dt
         server = server_profile(session, account.profile)  # decided once for every check below
         checks += _capability_checks(account, session, server)
         checks += _folder_checks(account, session)
+        checks += coordination_checks(session, account.folders, *installation)
         checks.append(provider_check(session))
         if not server.gmail:  # Gmail has its own probe (doctor/gmail.py)
             checks += probe_checks(account, session, lambda: connect(account, secret, token))
@@ -125,11 +133,18 @@ def _server_checks(account: Account, password: Callable[[], str] | None, now: dt
     return checks
 
 
-def session_checks(account: Account, session: Session) -> list[Check]:
-    """The checks of a logged-in session: what the server offers and what its absence costs, and the
-    account's folders (set-up shows these right after its own login)."""
+def session_checks(
+    account: Account, session: Session, own: bytes | None = None, new_journal: bool = True
+) -> list[Check]:
+    """The checks of a logged-in session: what the server offers and what its absence costs, the
+    account's folders, and other installations of imapcrypt on it (set-up shows these right after its
+    own login, where `own` is None: a new installation has no claim keyword yet)."""
     server = server_profile(session, account.profile)
-    return [*_capability_checks(account, session, server), *_folder_checks(account, session)]
+    return [
+        *_capability_checks(account, session, server),
+        *_folder_checks(account, session),
+        *coordination_checks(session, account.folders, own, new_journal),
+    ]
 
 
 def _capability_checks(account: Account, s: Session, server: ServerProfile) -> list[Check]:
@@ -344,6 +359,12 @@ def _journal_work(pending: int, parked: int) -> Check:
     return Check("journal", "WARN", f"{pending} message(s) in flight", "the next run finishes them")
 
 
+def _installation(config: Config, account: Account) -> tuple[bytes | None, bool]:
+    """This installation's claim keyword (None if it never made one) and whether its journal is new."""
+    own = claim_keyword(config.data_dir) if (config.data_dir / INSTALL_ID_FILE).exists() else None
+    return own, not journal_path(config, account).exists()
+
+
 def check_account(
     config: Config,
     account: Account,
@@ -356,7 +377,7 @@ def check_account(
     """
     now = now or dt.datetime.now(dt.UTC)
     return [
-        *_server_checks(account, password, now),
+        *_server_checks(account, password, now, _installation(config, account)),
         *_recipient_checks(config, account, now),
         check_journal(config, account),
     ]

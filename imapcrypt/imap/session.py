@@ -210,6 +210,8 @@ class Session:
         self._slot_held = False
         # PERMANENTFLAGS of the folder last selected read-write (None: the server did not say).
         self.permanent_flags: tuple[bytes, ...] | None = None
+        # The FLAGS list of that folder: every flag and keyword defined there (claims of others show).
+        self.defined_flags: tuple[bytes, ...] = ()
         bound_literals(client, literal_limit(account))
 
     # -- capabilities, asked as questions -------------------------------------------------------
@@ -289,6 +291,10 @@ class Session:
         self.selected = real
         permanent = response.get(b"PERMANENTFLAGS")
         self.permanent_flags = tuple(permanent) if isinstance(permanent, tuple) else None
+        defined = response.get(b"FLAGS")
+        self.defined_flags = (
+            tuple(f for f in defined if isinstance(f, bytes)) if isinstance(defined, tuple) else ()
+        )
         uidnext = response.get(b"UIDNEXT")
         if uidnext is None:  # old servers omit it; ask STATUS
             status = self._call("STATUS", lambda: self.client.folder_status(real, [b"UIDNEXT"]))
