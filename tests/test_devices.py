@@ -163,11 +163,10 @@ def test_installations_running_backlog_at_once_encrypt_each_message_once(
     installations = [rig, *(another_installation(rig, f"n{i}") for i in range(1, count))]
     configs = [str(r.write_config(batch_size="25")) for r in installations]
     processes = [cli_process(config, "backlog") for config in configs]
-    for process in processes:
-        code, errors = finish(process)
-        assert code == 0, errors
+    outcomes = [finish(process) for process in processes]
+    assert [code for code, _ in outcomes] == [0] * count, outcomes
     assert_exactly_once(rig, seeds)
-    assert _all_encrypted(rig)
+    assert _all_encrypted(rig), [errors[-3000:] for _, errors in outcomes]
     assert not _claims_on_server(rig)
     made = _made_by(rig, installations)
     record_property("copies_by_installation", made)

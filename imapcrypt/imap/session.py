@@ -21,6 +21,8 @@ from typing import Any
 import imapclient
 import imapclient.exceptions
 from imapclient.imap_utf7 import decode as decode_utf7
+from imapclient.imapclient import join_message_ids, seq_to_parenstr_upper
+from imapclient.response_parser import parse_fetch_response
 
 from imapcrypt.config.model import Account
 from imapcrypt.errors import (
@@ -404,7 +406,7 @@ class Session:
         """X-GM-LABELS of `uids` in the selected folder (system labels such as "\\Inbox" included)."""
         if not uids:
             return {}
-        data = self._call("FETCH", lambda: self.client.fetch(uids, ["X-GM-LABELS"]))
+        data = self._fetch(uids, ["X-GM-LABELS"])
         return {uid: frozenset(_label(v) for v in item.get(b"X-GM-LABELS", ())) for uid, item in data.items()}
 
     def add_gmail_labels(self, uids: Sequence[int], labels: Iterable[str]) -> None:
@@ -417,7 +419,7 @@ class Session:
         """X-GM-MSGID, X-GM-LABELS and FLAGS of `uids`, in one round trip."""
         if not uids:
             return {}
-        data = self._call("FETCH", lambda: self.client.fetch(uids, ["X-GM-MSGID", "X-GM-LABELS", "FLAGS"]))
+        data = self._fetch(uids, ["X-GM-MSGID", "X-GM-LABELS", "FLAGS"])
         with parsed_response(self.host, "FETCH"):
             return {
                 uid: GmailInfo(
@@ -433,7 +435,7 @@ class Session:
         """X-GM-MSGID of `uids`: Gmail's id of the message itself, the same in every label folder."""
         if not uids:
             return {}
-        data = self._call("FETCH", lambda: self.client.fetch(uids, ["X-GM-MSGID"]))
+        data = self._fetch(uids, ["X-GM-MSGID"])
         with parsed_response(self.host, "FETCH"):
             return {
                 uid: number(item[b"X-GM-MSGID"], "X-GM-MSGID", 0, 2**64 - 1)
@@ -471,14 +473,38 @@ class Session:
         """UIDs the user (or anyone) marked \\Deleted in the selected folder."""
         return sorted(self._call("SEARCH", lambda: self.client.search(["DELETED"])))
 
+    def _fetch(self, uids: Sequence[int], items: Sequence[str]) -> dict[int, dict[bytes, Any]]:
+        """`UID FETCH uids (items)`: each requested message's items, keyed by the UID it carries.
+
+        Not imapclient's fetch: that keys a response without a UID by its sequence number, so an
+        unsolicited FETCH (another session changed a message's flags, RFC 3501 §7.4.2) lands under a
+        requested UID equal to that number, as if that message (perhaps expunged meanwhile) had those
+        flags. Here responses are merged by sequence number (the same message) and kept only when
+        they carry a requested UID, which every answer to a UID FETCH does (§6.4.8).
+        """
+        return self._call("FETCH", lambda: self._raw_fetch(uids, items))  # type: ignore[no-any-return]
+
+    def _raw_fetch(self, uids: Sequence[int], items: Sequence[str]) -> dict[int, dict[bytes, Any]]:
+        imap = self.client._imap
+        tag = imap._command("UID", "FETCH", join_message_ids(uids), seq_to_parenstr_upper(list(items)))
+        typ, data = imap._command_complete("FETCH", tag)
+        self.client._checkok("fetch", typ, data)
+        typ, data = imap._untagged_response(typ, data, "FETCH")
+        by_seq = parse_fetch_response(data, self.client.normalise_times, uid_is_key=False)
+        wanted = set(uids)
+        result: dict[int, dict[bytes, Any]] = {}
+        for item in by_seq.values():
+            uid = item.get(b"UID")
+            if isinstance(uid, int) and uid in wanted:
+                result.setdefault(uid, {}).update(item)
+        return result
+
     def fetch_info(self, uids: Sequence[int], header_fields: Sequence[str]) -> dict[int, MessageInfo]:
         """Flags, INTERNALDATE, size and the named header fields of `uids`, in one round trip."""
         if not uids:
             return {}
         section = f"BODY.PEEK[HEADER.FIELDS ({' '.join(header_fields).upper()})]"
-        data = self._call(
-            "FETCH", lambda: self.client.fetch(uids, ["FLAGS", "INTERNALDATE", "RFC822.SIZE", section])
-        )
+        data = self._fetch(uids, ["FLAGS", "INTERNALDATE", "RFC822.SIZE", section])
         result: dict[int, MessageInfo] = {}
         with parsed_response(self.host, "FETCH"):
             for uid, item in data.items():
@@ -538,7 +564,7 @@ class Session:
         """The exact bytes of `uids` (BODY.PEEK[] never sets \\Seen); vanished UIDs are absent."""
         if not uids:
             return {}
-        data = self._call("FETCH", lambda: self.client.fetch(uids, ["BODY.PEEK[]"]))
+        data = self._fetch(uids, ["BODY.PEEK[]"])
         with parsed_response(self.host, "FETCH"):
             return {uid: _bytes(item[b"BODY[]"]) for uid, item in data.items() if b"BODY[]" in item}
 
@@ -643,7 +669,7 @@ class Session:
         """FLAGS of `uids`; vanished UIDs are absent."""
         if not uids:
             return {}
-        data = self._call("FETCH", lambda: self.client.fetch(uids, ["FLAGS"]))
+        data = self._fetch(uids, ["FLAGS"])
         with parsed_response(self.host, "FETCH"):
             return {number(uid, "UID", 1): _flags(item[b"FLAGS"]) for uid, item in data.items()}
 
@@ -651,7 +677,7 @@ class Session:
         """FLAGS and MODSEQ (CONDSTORE) of `uids`; vanished UIDs are absent."""
         if not uids:
             return {}
-        data = self._call("FETCH", lambda: self.client.fetch(uids, ["FLAGS", "MODSEQ"]))
+        data = self._fetch(uids, ["FLAGS", "MODSEQ"])
         with parsed_response(self.host, "FETCH"):
             return {
                 number(uid, "UID", 1): (
