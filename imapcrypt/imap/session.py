@@ -549,7 +549,7 @@ class Session:
         uids = self.search(["ALL"])
         if not uids:
             return {}
-        data = self._call("FETCH", lambda: self.client.fetch(uids, ["FLAGS", "INTERNALDATE", "RFC822.SIZE"]))
+        data = self._fetch(uids, ["FLAGS", "INTERNALDATE", "RFC822.SIZE"])
         with parsed_response(self.host, "FETCH"):
             return {
                 number(uid, "UID", 1): (
