@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.parser
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,10 @@ from imapcrypt.message import envelope
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.devices import another_installation, cli_process, finish
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities
-from tests.fixtures.engine import Rig, assert_exactly_once, opened
+from tests.fixtures.engine import Rig, assert_exactly_once, make_rig, opened
+from tests.fixtures.gmail_rig import ALL_MAIL, gmail_account
+from tests.fixtures.gnupg_home import GnupgHome
+from tests.fixtures.mailbox import Mailbox
 
 NO_UIDPLUS_NO_CONDSTORE = hide_capabilities("UIDPLUS", "CONDSTORE", "QRESYNC")
 
@@ -23,10 +27,11 @@ def _all_encrypted(rig: Rig) -> bool:
     return all(envelope.classify(m.body) is envelope.Kind.OURS for m in rig.mailbox.state())
 
 
-def _made_by(rig: Rig, installations: list[Rig]) -> list[int]:
-    """How many of the copies in INBOX each installation made (its keyed id is in the marker)."""
+def _made_by(rig: Rig, installations: list[Rig], folder: str = "INBOX") -> list[int]:
+    """How many of the copies in `folder` each installation made (its keyed id is in the marker)."""
     made = [0] * len(installations)
-    for message, original in zip(rig.mailbox.state(), opened(rig.mailbox.state(), rig.gpg), strict=True):
+    state = rig.mailbox.state(folder)
+    for message, original in zip(state, opened(state, rig.gpg), strict=True):
         marker = envelope.marker_id(str(_marker(message.body)))
         for index, installation in enumerate(installations):
             made[index] += marker == envelope.message_id(original, installation.id_secret)
@@ -172,3 +177,49 @@ def test_installations_running_backlog_at_once_encrypt_each_message_once(
     record_property("copies_by_installation", made)
     assert sum(made) == len(seeds)
     assert sum(1 for n in made if n) >= 2, f"the installations did not run at once: {made}"
+
+
+@pytest.mark.slow
+def test_two_installations_on_gmail_run_backlog_at_once(
+    gmail_mailbox: Mailbox, gnupg_home: GnupgHome, tmp_path: Path
+) -> None:
+    # Gmail offers CONDSTORE and keeps keywords per message, whatever label folder shows it
+    # (tests/fixtures/gmail_server.py): a claim made in INBOX is seen in All Mail too.
+    rig = make_rig(gmail_mailbox, gnupg_home, tmp_path).with_policy(folders=("INBOX", "\\All"), batch_size=25)
+    seeds = varied_seeds(300, seed=41)
+    rig.mailbox.seed(seeds)
+    installations = [rig, another_installation(rig, "desktop")]
+    configs = [str(r.write_config(batch_size="25")) for r in installations]
+    processes = [cli_process(config, "backlog") for config in configs]
+    outcomes = [finish(process) for process in processes]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    account = gmail_account(rig)
+    assert account.plaintext_left() == [], "plaintext left in All Mail or Trash"
+    assert account.merges == 0
+    assert_exactly_once(rig, seeds, folder=ALL_MAIL)
+    assert not [f for m in rig.mailbox.state(ALL_MAIL) for f in m.flags if is_claim(f)]
+    made = _made_by(rig, installations, ALL_MAIL)
+    assert sum(made) == len(seeds)
+    assert all(made), f"the installations did not run at once: {made}"
+
+
+def test_gmail_gets_claims_by_condstore(
+    gmail_mailbox: Mailbox, gnupg_home: GnupgHome, tmp_path: Path
+) -> None:
+    rig = make_rig(gmail_mailbox, gnupg_home, tmp_path)
+    seeds = varied_seeds(3, seed=42)
+    uids = rig.mailbox.seed(seeds)
+    other = another_installation(rig, "desktop")
+    with other.engine() as desktop, rig.engine() as laptop:
+        desktop.open_folder("INBOX")
+        assert desktop.claims.mode("INBOX") is Mode.CONDSTORE
+        assert desktop.claims.take("INBOX", {uids[0]: ()}) == {uids[0]}
+        report = laptop.encrypt_folder("INBOX")
+        assert (report.encrypted, report.waiting) == (2, 1)
+        # A conditional STORE on a message changed since its MODSEQ was read is refused (MODIFIED).
+        flags = laptop.session.fetch_flags_modseq([uids[0]])
+        since = flags[uids[0]][1] - 1
+        assert laptop.session.add_flags_unchanged_since([uids[0]], [b"$Other"], since) == [uids[0]]
+        desktop.claims.release("INBOX", [uids[0]])
+        assert laptop.encrypt_folder("INBOX").encrypted == 1
+    assert_exactly_once(rig, seeds)
