@@ -3,7 +3,12 @@ claims keep every original exactly once when laptops, desktops and daemons encry
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
+import random
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +24,7 @@ from tests.fixtures.engine import Rig, assert_exactly_once, make_rig, opened
 from tests.fixtures.gmail_rig import ALL_MAIL, gmail_account
 from tests.fixtures.gnupg_home import GnupgHome
 from tests.fixtures.mailbox import Mailbox
+from tests.fixtures.waiting import wait_for
 
 NO_UIDPLUS_NO_CONDSTORE = hide_capabilities("UIDPLUS", "CONDSTORE", "QRESYNC")
 
@@ -223,3 +229,96 @@ def test_gmail_gets_claims_by_condstore(
         desktop.claims.release("INBOX", [uids[0]])
         assert laptop.encrypt_folder("INBOX").encrypted == 1
     assert_exactly_once(rig, seeds)
+
+
+def _daemon(rig: Rig, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """`imapcrypt run` for `rig`'s installation, logging to a file in its data dir; once it is idle."""
+    log_file = rig.data_dir / f"{name}.log"
+    config = rig.write_config(batch_size="20")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "imapcrypt",
+            "--config",
+            str(config),
+            "--log-file",
+            str(log_file),
+            "-v",
+            "run",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    wait_for(
+        lambda: process.poll() is not None or (log_file.exists() and "state=idle" in log_file.read_text()),
+        timeout=60,
+        what=f"daemon {name} idle",
+    )
+    assert process.poll() is None, process.communicate()[1].decode()
+    return process, log_file
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 0, errors.decode()
+
+
+def _plaintext(rig: Rig) -> int:
+    return sum(envelope.classify(m.body) is not envelope.Kind.OURS for m in rig.mailbox.state())
+
+
+@pytest.mark.slow
+@VARIANTS
+def test_two_daemons_while_40_messages_arrive(plain_and_checked: Rig) -> None:
+    rig = plain_and_checked
+    installations = [rig, another_installation(rig, "server")]
+    daemons = [_daemon(r, f"daemon{i}")[0] for i, r in enumerate(installations)]
+    seeds = varied_seeds(40, seed=51)
+    try:
+        for start in range(0, 40, 4):  # mail arrives in small bursts, as it does
+            rig.mailbox.seed(seeds[start : start + 4])
+        wait_for(
+            lambda: len(rig.mailbox.state()) == 40 and _plaintext(rig) == 0,
+            timeout=120,
+            what="every arrival encrypted",
+        )
+    finally:
+        for process in daemons:
+            _stop(process)
+    assert_exactly_once(rig, seeds)
+    assert not _claims_on_server(rig)
+    assert sum(_made_by(rig, installations)) == 40
+
+
+@pytest.mark.slow
+@VARIANTS
+def test_one_installation_killed_again_and_again_while_another_runs(plain_and_checked: Rig) -> None:
+    rig = plain_and_checked.with_policy(batch_size=20)
+    seeds = varied_seeds(300, seed=61)
+    other = another_installation(rig, "laptop")
+    config = str(other.write_config(batch_size="20"))
+    daemon, _ = _daemon(rig, "daemon")
+    rng = random.Random(9)
+    kills = 0
+    try:
+        for start in range(0, len(seeds), 15):  # mail keeps arriving while the laptop is killed
+            rig.mailbox.seed(seeds[start : start + 15])
+            process = cli_process(config, "backlog")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=rng.uniform(0.2, 0.9))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills += 1
+            code, errors = finish(process)
+            assert code in (0, -signal.SIGKILL), errors
+        # The killed installation starts once more: it finishes or gives back what it held.
+        code, errors = finish(cli_process(config, "backlog"))
+        assert code == 0, errors
+        wait_for(lambda: _plaintext(rig) == 0, timeout=120, what="the daemon finishing the rest")
+    finally:
+        _stop(daemon)
+    assert kills >= 6, "the backlog finished before it could be killed"
+    assert_exactly_once(rig, seeds)
+    assert not _claims_on_server(rig)
