@@ -10,21 +10,27 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from imapcrypt.doctor.checks import check_account
+from imapcrypt.doctor.devices import SHARE
 from imapcrypt.imap.claims import PREFIX, Mode, claim_keyword, is_claim
 from imapcrypt.message import envelope
+from imapcrypt.setup import SetUp, base_config
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.devices import another_installation, cli_process, finish
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities
 from tests.fixtures.engine import Rig, assert_exactly_once, make_rig, opened
 from tests.fixtures.gmail_rig import ALL_MAIL, gmail_account
 from tests.fixtures.gnupg_home import GnupgHome
+from tests.fixtures.keyrings import MemoryKeyring
 from tests.fixtures.mailbox import Mailbox
 from tests.fixtures.waiting import wait_for
+from tests.test_doctor import by_name
 
 NO_UIDPLUS_NO_CONDSTORE = hide_capabilities("UIDPLUS", "CONDSTORE", "QRESYNC")
 
@@ -322,3 +328,35 @@ def test_one_installation_killed_again_and_again_while_another_runs(plain_and_ch
     assert kills >= 6, "the backlog finished before it could be killed"
     assert_exactly_once(rig, seeds)
     assert not _claims_on_server(rig)
+
+
+@VARIANTS
+def test_a_second_installation_is_told_another_one_is_at_work(
+    plain_and_checked: Rig, memory_keyring: MemoryKeyring, tmp_path: Path
+) -> None:
+    rig = plain_and_checked
+    rig.mailbox.seed(varied_seeds(2, seed=71))
+    first = by_name(check_account(rig.config(), rig.account))
+    mechanism = first["installations"].detail
+    assert mechanism in (Mode.CONDSTORE.value, Mode.CHECK.value)
+    assert "other installation" not in first, "a fresh account was taken for one encrypted elsewhere"
+    with rig.engine() as engine:
+        engine.encrypt_folder("INBOX")
+    # The laptop is set up later, by `imapcrypt init` or the wizard (both through setup.py).
+    job = SetUp(
+        base_config(tmp_path / "laptop.toml", tmp_path / "laptop-data", rig.gnupg.path),
+        replace(rig.account, password_command=""),
+        rig.mailbox.password,
+    )
+    lines = by_name(list(job.check_server().checks))
+    assert lines["installations"].detail == mechanism
+    assert lines["other installation"].detail == SHARE
+    # Its doctor says the same until its own journal exists, and then still (the other's keyword).
+    laptop = another_installation(rig, "laptop")
+    assert by_name(check_account(laptop.config(), laptop.account))["other installation"].detail == SHARE
+    with laptop.engine() as engine:
+        engine.encrypt_folder("INBOX")
+    with rig.engine() as engine:  # the first installation claims something later on
+        engine.open_folder("INBOX")
+        engine.claims.take("INBOX", {uid: () for uid in rig.mailbox.seed(varied_seeds(1, seed=72))})
+    assert by_name(check_account(laptop.config(), laptop.account))["other installation"].detail == SHARE
