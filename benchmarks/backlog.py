@@ -8,7 +8,9 @@ fresh accounts, and times, in one run:
                   with `verify = "bytes"` (the default: every stored copy downloaded and compared)
   - imapcrypt-size: the same with `verify = "size"` (the opt-in), to show what byte comparison costs
   - imapcrypt-gpg: the same as imapcrypt with a gpg process per encryption (the path without pysequoia)
-and prints msgs/s, the engine's ratio to each loop, and what byte-for-byte verification costs.
+  - imapcrypt-no-claims: imapcrypt without claims (as on a server that refuses keywords), to show
+                  what coordinating installations costs (docs/engine.md "Many installations")
+and prints msgs/s, the engine's ratio to each loop, and what byte-for-byte verification and claims cost.
 
     .venv/bin/python -m benchmarks.backlog [--messages 500] [--rtt-ms 0]
 """
@@ -108,16 +110,22 @@ def main() -> None:
         naive = measure("copy-naive", seeds, server, lambda m: copy_naive(proxy.port, m))
         batched = measure("copy-batched", seeds, server, lambda m: copy_batched(proxy.port, m))
 
-        def engine(mailbox: Mailbox, in_process: bool = True, verify: str = "bytes") -> None:
+        def engine(
+            mailbox: Mailbox, in_process: bool = True, verify: str = "bytes", claims: bool = True
+        ) -> None:
             rig = make_rig(mailbox, home, scratch).at_port(proxy.port)
             with rig.with_policy(batch_size=50, verify=verify).engine() as worker:
                 # max_bytes -1: every message goes through gpg, as where pysequoia is missing.
                 encryptor(worker.gpg).max_bytes = IN_PROCESS_MAX_BYTES if in_process else -1
+                if not claims:  # as on a server without keywords: no coordination, no claim round trips
+                    worker.claims.keyword = None
                 report = worker.encrypt_folder("INBOX", backlog=True)
             assert report.encrypted == len(seeds), report
 
         ours = measure("imapcrypt", seeds, server, engine)
         by_size = measure("imapcrypt-size", seeds, server, lambda m: engine(m, verify="size"))
+        unclaimed = measure("imapcrypt-no-claims", seeds, server, lambda m: engine(m, claims=False))
+        print(f"ratio imapcrypt/imapcrypt-no-claims {ours / unclaimed:5.2f}   (what claims cost)")
         through_gpg = measure("imapcrypt-gpg", seeds, server, lambda m: engine(m, in_process=False))
         for name, rate in (("copy-naive", naive), ("copy-batched", batched)):
             print(f"ratio imapcrypt/{name:<13} {ours / rate:5.2f}   (gpg path {through_gpg / rate:5.2f})")

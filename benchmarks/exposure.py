@@ -8,7 +8,11 @@ IDLE notification floor (~0.5 s). Cyrus (without idled) and Courier (without FAM
 every 60 s: `--idle-noop 0` shows that, the default shows the daemon's NOOP poll (idle_noop_seconds).
 
     .venv/bin/python -m benchmarks.exposure [--server dovecot|cyrus|courier] [--messages 60]
-                                            [--max-gap 1.0] [--idle-noop 5]
+                                            [--max-gap 1.0] [--idle-noop 5] [--daemons 1]
+
+With `--daemons 2` two installations (data dirs of their own, one key) watch the same account and
+share the work by claims (docs/engine.md "Many installations, one mailbox"); a message's exposure
+ends when whichever of them replaced it expunged the plaintext.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from imapcrypt.imap.session import parse_appenduid
 from tests.fixtures.corpus import make_message
 from tests.fixtures.courier import start_courier
 from tests.fixtures.cyrus import start_cyrus
+from tests.fixtures.devices import another_installation
 from tests.fixtures.dovecot import start_dovecot
 from tests.fixtures.engine import make_rig
 from tests.fixtures.gnupg_home import make_gnupg_home, remove_gnupg_home
@@ -97,6 +102,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=60)
     parser.add_argument("--max-gap", type=float, default=1.0, help="longest pause between two APPENDs (s)")
     parser.add_argument("--server", choices=sorted(SERVERS), default="dovecot")
+    parser.add_argument("--daemons", type=int, default=1, help="installations watching the account")
     parser.add_argument(
         "--idle-noop", type=float, default=5.0, help="the account's idle_noop_seconds (0: IDLE alone)"
     )
@@ -109,11 +115,19 @@ def main() -> None:
         user, password = server.new_user()
         rig = make_rig(Mailbox(server, user, password), home, scratch)
         rig = rig.with_policy(idle_noop_seconds=args.idle_noop)
-        timer = Timer()
-        worker = AccountWorker(rig.config(), rig.account, timer)
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        wait_for(lambda: timer.state is WorkerState.IDLE, timeout=30, what="the daemon idle")
+        rigs = [rig, *(another_installation(rig, f"d{n}") for n in range(1, args.daemons))]
+        timers = [Timer() for _ in rigs]
+        workers = [AccountWorker(r.config(), r.account, t) for r, t in zip(rigs, timers, strict=True)]
+        threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+        for thread in threads:
+            thread.start()
+        wait_for(
+            lambda: all(t.state is WorkerState.IDLE for t in timers), timeout=30, what="the daemons idle"
+        )
+
+        def replaced() -> dict[int, float]:
+            return {uid: at for t in timers for uid, at in dict(t.replaced).items()}
+
         appended: dict[int, float] = {}
         client = IMAPClient("127.0.0.1", port=server.port, ssl=False)
         client.login(user, password)
@@ -122,12 +136,17 @@ def main() -> None:
             response = client.append("INBOX", make_message(index, rng))
             appended[parse_appenduid(response, 1)[0]] = time.perf_counter()
         client.logout()
-        wait_for(lambda: len(timer.replaced) >= len(appended), timeout=180, what="every message replaced")
-        worker.stop()
-        thread.join(30)
-        exposure = [timer.replaced[uid] - at for uid, at in appended.items()]
+        wait_for(lambda: len(replaced()) >= len(appended), timeout=180, what="every message replaced")
+        for worker in workers:
+            worker.stop()
+        for thread in threads:
+            thread.join(30)
+        done = replaced()
+        exposure = [done[uid] - at for uid, at in appended.items()]
+        shares = [len(t.replaced) for t in timers]
         print(
-            f"{args.server}, idle_noop_seconds {args.idle_noop:g}: {len(exposure)} messages, "
+            f"{args.server}, {args.daemons} daemon(s) (messages replaced by each: {shares}), "
+            f"idle_noop_seconds {args.idle_noop:g}: {len(exposure)} messages, "
             f"gaps 0.05-{args.max_gap:g} s, Dovecot IDLE floor ~0.51 s"
         )
         print(
