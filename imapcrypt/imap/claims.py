@@ -32,6 +32,8 @@ DEFAULT_LEASE_SECONDS = 600.0
 # Rounds of add-then-check after both contenders backed off, each after a random pause (breaks ties).
 CHECK_ROUNDS = 4
 INSTALL_ID_FILE = "install-id"
+# How many messages under other installations' claims one session keeps an eye on at most.
+MAX_REMEMBERED = 100_000
 
 
 class Mode(enum.Enum):
@@ -100,7 +102,8 @@ class Claims:
         self.monotonic = monotonic
         self.pause = pause
         self._modes: dict[str, Mode] = {}
-        self._first_seen: dict[tuple[str, int, bytes], float] = {}
+        # (folder, uid) -> other installation's keyword -> when this session first saw it there.
+        self._first_seen: dict[tuple[str, int], dict[bytes, float]] = {}
         self._mine: dict[tuple[str, int], float] = {}
 
     # -- the server's mechanism, decided once per folder ----------------------------------------
@@ -163,13 +166,12 @@ class Claims:
         if self.mode(folder) is Mode.NONE:
             return set(flags)
         now = self.monotonic()
+        self._prune()
         free: list[int] = []
         stale: dict[bytes, list[int]] = {}
         for uid, message_flags in flags.items():
             held = self.others(message_flags)
-            expired = {
-                kw for kw in held if now - self._first_seen.setdefault((folder, uid, kw), now) >= self.lease
-            }
+            expired = self._stale(folder, uid, held, now)
             if held - expired:
                 continue
             for kw in expired:
@@ -193,6 +195,24 @@ class Claims:
         for uid in won:
             self._mine[(folder, uid)] = started
         return won
+
+    def _stale(self, folder: str, uid: int, held: set[bytes], now: float) -> set[bytes]:
+        """Those of the claims `held` on a message that were seen on it, unchanged, for a lease."""
+        # A claim not seen this time is forgotten: seen again later, it is a new one.
+        seen = {kw: at for kw, at in self._first_seen.get((folder, uid), {}).items() if kw in held}
+        seen.update({kw: now for kw in held if kw not in seen})
+        if seen:
+            self._first_seen[(folder, uid)] = seen
+        else:
+            self._first_seen.pop((folder, uid), None)
+        return {kw for kw, at in seen.items() if now - at >= self.lease}
+
+    def _prune(self) -> None:
+        """Claims on messages gone meanwhile are never seen again: past a bound, forget the oldest half."""
+        if len(self._first_seen) > MAX_REMEMBERED:
+            by_age = sorted(self._first_seen, key=lambda key: min(self._first_seen[key].values()))
+            for key in by_age[: len(by_age) // 2]:
+                del self._first_seen[key]
 
     def _take_condstore(self, folder: str, uids: list[int]) -> set[int]:
         """One FETCH (FLAGS MODSEQ), then one conditional STORE: a message changed since that FETCH
@@ -295,5 +315,5 @@ class Claims:
         for uid in uids:
             self._mine.pop((folder, uid), None)
         gone = set(uids)
-        for key in [k for k in self._first_seen if k[0] == folder and k[1] in gone]:
-            del self._first_seen[key]
+        for uid in gone:
+            self._first_seen.pop((folder, uid), None)
