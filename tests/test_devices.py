@@ -360,3 +360,27 @@ def test_a_second_installation_is_told_another_one_is_at_work(
         engine.open_folder("INBOX")
         engine.claims.take("INBOX", {uid: () for uid in rig.mailbox.seed(varied_seeds(1, seed=72))})
     assert by_name(check_account(laptop.config(), laptop.account))["other installation"].detail == SHARE
+
+
+def test_a_claim_that_went_away_and_came_back_is_a_new_one(rig: Rig) -> None:
+    other = PREFIX + b"0badcafe"
+    [uid] = rig.mailbox.seed(varied_seeds(1, seed=81))
+    now = [0.0]
+    with rig.engine() as engine:
+        engine.open_folder("INBOX")
+        claims, session = engine.claims, engine.session
+        claims.monotonic = lambda: now[0]
+        session.add_flags([uid], [other])
+        assert claims.take("INBOX", session.fetch_flags([uid])) == set()
+        session.remove_flags([uid], [other])  # the other installation let it go
+        now[0] = claims.lease / 2
+        assert claims.take("INBOX", session.fetch_flags([uid])) == {uid}
+        claims.release("INBOX", [uid])
+        session.add_flags([uid], [other])  # and claimed it again: a new claim
+        now[0] = claims.lease
+        assert claims.take("INBOX", session.fetch_flags([uid])) == set()
+        now[0] = claims.lease * 1.5
+        assert claims.take("INBOX", session.fetch_flags([uid])) == set(), "a fresh claim was taken over"
+        now[0] = claims.lease * 2
+        assert claims.take("INBOX", session.fetch_flags([uid])) == {uid}  # now stale: taken over
+        assert [f for f in session.fetch_flags([uid])[uid] if is_claim(f)] == [claims.keyword]
