@@ -29,6 +29,7 @@ from tests.fixtures.gmail_rig import ALL_MAIL, gmail_account
 from tests.fixtures.gnupg_home import GnupgHome
 from tests.fixtures.keyrings import MemoryKeyring
 from tests.fixtures.mailbox import Mailbox
+from tests.fixtures.mailutils import MailutilsServer
 from tests.fixtures.waiting import wait_for
 from tests.test_doctor import by_name
 
@@ -384,3 +385,29 @@ def test_a_claim_that_went_away_and_came_back_is_a_new_one(rig: Rig) -> None:
         now[0] = claims.lease * 2
         assert claims.take("INBOX", session.fetch_flags([uid])) == {uid}  # now stale: taken over
         assert [f for f in session.fetch_flags([uid])[uid] if is_claim(f)] == [claims.keyword]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("imap_server", ["mailutils", "cyrus", "courier"], indirect=True)
+def test_other_servers_get_their_mechanism_and_encrypt_as_before(
+    server_mailbox: Mailbox, gnupg_home: GnupgHome, tmp_path: Path
+) -> None:
+    rig = make_rig(server_mailbox, gnupg_home, tmp_path)
+    # System flags only: Mailutils refuses keywords in APPEND (and so gets no coordination).
+    seeds = [
+        replace(s, flags=tuple(f for f in s.flags if f.startswith(b"\\"))) for s in varied_seeds(3, seed=91)
+    ]
+    rig.mailbox.seed(seeds)
+    said = by_name(check_account(rig.config(), rig.account))["installations"].detail
+    if isinstance(rig.mailbox.server, MailutilsServer):
+        # Its mbox changes what it stores, so nothing is encrypted there (docs/providers.md); and it
+        # refuses keywords, so it must not be offered as a place to share the work either.
+        assert Mode.NONE.value.startswith(said)
+        return
+    with rig.engine() as engine:
+        engine.encrypt_folder("INBOX")
+        mode = engine.claims.mode("INBOX")
+    assert _all_encrypted(rig)
+    assert_exactly_once(rig, seeds)
+    assert not _claims_on_server(rig)
+    assert mode.value.startswith(said), "doctor and the engine disagree about the claim mechanism"
