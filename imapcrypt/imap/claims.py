@@ -156,7 +156,9 @@ class Claims:
         mine = self._kw.lower()
         return any(f.lower() == mine for f in flags)
 
-    def take(self, folder: str, flags: dict[int, tuple[bytes, ...]]) -> set[int]:
+    def take(
+        self, folder: str, flags: dict[int, tuple[bytes, ...]], modseqs: dict[int, int] | None = None
+    ) -> set[int]:
         """Claim the messages `flags` names (their flags from the header FETCH); the UIDs now ours.
 
         A message under another installation's live claim is skipped (the watermark holds); one whose
@@ -189,7 +191,15 @@ class Claims:
             return set()
         started = self.monotonic()
         if self.mode(folder) is Mode.CONDSTORE:
-            won = self._take_condstore(folder, free)
+            # The header FETCH's MODSEQs make the claim one STORE; a stale claim just removed
+            # changed its message, so that one is read again.
+            changed = {uid for uids in stale.values() for uid in uids}
+            known = {
+                uid: (flags[uid], (modseqs or {})[uid])
+                for uid in free
+                if uid not in changed and (modseqs or {}).get(uid, 0) > 0
+            }
+            won = self._take_condstore(folder, free, known)
         else:
             won = self._take_checked(folder, free)
         for uid in won:
@@ -214,10 +224,14 @@ class Claims:
             for key in by_age[: len(by_age) // 2]:
                 del self._first_seen[key]
 
-    def _take_condstore(self, folder: str, uids: list[int]) -> set[int]:
-        """One FETCH (FLAGS MODSEQ), then one conditional STORE: a message changed since that FETCH
-        (another claim, a stale one removed) is answered MODIFIED and is not ours."""
-        current = self.session.fetch_flags_modseq(uids)
+    def _take_condstore(
+        self, folder: str, uids: list[int], known: dict[int, tuple[tuple[bytes, ...], int]]
+    ) -> set[int]:
+        """One conditional STORE (after a FETCH (FLAGS MODSEQ) of those whose MODSEQ is not `known`):
+        a message changed since its flags were read (another claim, a stale one removed) is answered
+        MODIFIED and is not ours."""
+        current = dict(known)
+        current.update(self.session.fetch_flags_modseq([uid for uid in uids if uid not in known]))
         free = {uid: modseq for uid, (flags, modseq) in current.items() if not self.others(flags)}
         if not free:
             return set()

@@ -69,6 +69,7 @@ class MessageInfo:
     internaldate: dt.datetime
     size: int
     headers: bytes
+    modseq: int = 0  # CONDSTORE's MODSEQ where the server offers it (claims use it), else 0
 
 
 @dataclass(frozen=True)
@@ -504,7 +505,8 @@ class Session:
         if not uids:
             return {}
         section = f"BODY.PEEK[HEADER.FIELDS ({' '.join(header_fields).upper()})]"
-        data = self._fetch(uids, ["FLAGS", "INTERNALDATE", "RFC822.SIZE", section])
+        modseq = ["MODSEQ"] if self.can_condstore else []  # a claim is then one conditional STORE
+        data = self._fetch(uids, ["FLAGS", "INTERNALDATE", "RFC822.SIZE", *modseq, section])
         result: dict[int, MessageInfo] = {}
         with parsed_response(self.host, "FETCH"):
             for uid, item in data.items():
@@ -515,6 +517,7 @@ class Session:
                     internaldate=_date(item[b"INTERNALDATE"]),
                     size=number(item[b"RFC822.SIZE"], "RFC822.SIZE", 0, MAX_SIZE),
                     headers=_bytes(headers or b""),
+                    modseq=number(_first(item[b"MODSEQ"]), "MODSEQ", 0, MAX_SIZE) if b"MODSEQ" in item else 0,
                 )
         return result
 
