@@ -64,14 +64,26 @@ def plain_and_checked(
     request: pytest.FixtureRequest,
     rig_on: Callable[[Any], Rig],
     dovecot_factory: Callable[[str], DovecotServer],
+    tmp_path: Path,
 ) -> Rig:
-    """A rig on the full Dovecot (claims by CONDSTORE) or on one without UIDPLUS and CONDSTORE
-    (claims by add-then-check)."""
+    """A rig on the full Dovecot (claims by CONDSTORE), on one without UIDPLUS and CONDSTORE (claims
+    by add-then-check), or on the Gmail double watching INBOX and All Mail (CONDSTORE, labels)."""
+    if request.param == "gmail":
+        gmail = make_rig(
+            request.getfixturevalue("gmail_mailbox"), request.getfixturevalue("gnupg_home"), tmp_path
+        )
+        return gmail.with_policy(folders=("INBOX", "\\All"))
     return rig_on(dovecot_factory(request.param))
 
 
 VARIANTS = pytest.mark.parametrize(
     "plain_and_checked", ["", NO_UIDPLUS_NO_CONDSTORE], ids=["condstore", "add-then-check"], indirect=True
+)
+WITH_GMAIL = pytest.mark.parametrize(
+    "plain_and_checked",
+    ["", NO_UIDPLUS_NO_CONDSTORE, "gmail"],
+    ids=["condstore", "add-then-check", "gmail"],
+    indirect=True,
 )
 
 
@@ -277,7 +289,7 @@ def _plaintext(rig: Rig) -> int:
 
 
 @pytest.mark.slow
-@VARIANTS
+@WITH_GMAIL
 def test_two_daemons_while_40_messages_arrive(plain_and_checked: Rig) -> None:
     rig = plain_and_checked
     installations = [rig, another_installation(rig, "server")]
@@ -300,7 +312,7 @@ def test_two_daemons_while_40_messages_arrive(plain_and_checked: Rig) -> None:
 
 
 @pytest.mark.slow
-@VARIANTS
+@WITH_GMAIL
 def test_one_installation_killed_again_and_again_while_another_runs(plain_and_checked: Rig) -> None:
     rig = plain_and_checked.with_policy(batch_size=20)
     seeds = varied_seeds(300, seed=61)
