@@ -423,3 +423,14 @@ def test_other_servers_get_their_mechanism_and_encrypt_as_before(
     assert_exactly_once(rig, seeds)
     assert not _claims_on_server(rig)
     assert mode.value.startswith(said), "doctor and the engine disagree about the claim mechanism"
+
+
+def test_a_daemon_and_a_backlog_on_one_machine_do_not_share_the_work(rig: Rig) -> None:
+    # One data dir, one install id: claims cannot tell them apart, so the account lock does.
+    daemon, _ = _daemon(rig, "daemon")
+    try:
+        code, errors = finish(cli_process(str(rig.data_dir / "config.toml"), "backlog"))
+    finally:
+        _stop(daemon)
+    assert code == 7, errors
+    assert f"PID {daemon.pid}" in errors
