@@ -227,11 +227,12 @@ class Claims:
     def _take_condstore(
         self, folder: str, uids: list[int], known: dict[int, tuple[tuple[bytes, ...], int]]
     ) -> set[int]:
-        """One conditional STORE (after a FETCH (FLAGS MODSEQ) of those whose MODSEQ is not `known`):
-        a message changed since its flags were read (another claim, a stale one removed) is answered
-        MODIFIED and is not ours."""
-        current = dict(known)
-        current.update(self.session.fetch_flags_modseq([uid for uid in uids if uid not in known]))
+        """One conditional STORE (after a FETCH (FLAGS MODSEQ) unless the header FETCH's MODSEQs are
+        `known` for all): a message changed since its flags were read (another claim, a stale one
+        removed) is answered MODIFIED and is not ours."""
+        # MODSEQs of one FETCH only: one changed after an earlier FETCH may be below the highest of a
+        # later one, and would pass the compare-and-set. So all of them from one, or all afresh.
+        current = known if set(uids) <= set(known) else self.session.fetch_flags_modseq(uids)
         free = {uid: modseq for uid, (flags, modseq) in current.items() if not self.others(flags)}
         if not free:
             return set()
