@@ -23,6 +23,7 @@ from imapcrypt.message import envelope
 from tests.fixtures.corpus import BODY_MARK, SUBJECT_MARK, Seed, varied_seeds
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities
 from tests.fixtures.engine import Rig, assert_exactly_once
+from tests.fixtures.processes import daemon_process
 from tests.fixtures.proxy import FaultProxy
 from tests.fixtures.waiting import wait_for
 
@@ -166,30 +167,12 @@ def test_a_second_worker_on_the_same_account_is_refused(rig: Rig) -> None:
             other.run()
 
 
-def _run_daemon(config: Path, log_file: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "imapcrypt",
-            "--config",
-            str(config),
-            "--log-file",
-            str(log_file),
-            "-v",
-            "run",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 @pytest.mark.slow
 def test_sigterm_during_a_backlog_exits_0_and_the_next_run_finishes(rig: Rig, tmp_path: Path) -> None:
     seeds = varied_seeds(300, seed=8)
     rig.mailbox.seed(seeds)
     config = rig.write_config(batch_size="20")
-    daemon = _run_daemon(config, tmp_path / "daemon.log")
+    daemon = daemon_process(config, tmp_path / "daemon.log")
     wait_for(lambda: _ours(rig) > 0 or daemon.poll() is not None, timeout=60, what="work under way")
     daemon.send_signal(signal.SIGTERM)
     _, errors = daemon.communicate(timeout=60)
@@ -208,7 +191,7 @@ def test_sigterm_during_a_backlog_exits_0_and_the_next_run_finishes(rig: Rig, tm
 
 def test_a_second_daemon_refuses_naming_the_first(rig: Rig, tmp_path: Path) -> None:
     config = rig.write_config()
-    first = _run_daemon(config, tmp_path / "first.log")
+    first = daemon_process(config, tmp_path / "first.log")
     try:
         wait_for(
             lambda: (
@@ -237,7 +220,7 @@ def test_the_log_of_a_full_run_holds_no_subject_body_or_password(rig: Rig, tmp_p
     seeds = varied_seeds(5, seed=3)
     rig.mailbox.seed(seeds)
     log_file = tmp_path / "daemon.log"
-    daemon = _run_daemon(rig.write_config(), log_file)
+    daemon = daemon_process(rig.write_config(), log_file)
     try:
         wait_for(lambda: _ours(rig) == 5, timeout=30, what="the first pass")
         rig.mailbox.seed([Seed(seeds[0].raw.replace(b"Zebra 0", b"Zebra late"), (), seeds[0].when)])

@@ -8,7 +8,6 @@ import email.parser
 import random
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from tests.fixtures.gnupg_home import GnupgHome
 from tests.fixtures.keyrings import MemoryKeyring
 from tests.fixtures.mailbox import Mailbox
 from tests.fixtures.mailutils import MailutilsServer
+from tests.fixtures.processes import daemon_process
 from tests.fixtures.waiting import wait_for
 from tests.test_doctor import by_name
 
@@ -254,21 +254,7 @@ def _daemon(rig: Rig, name: str) -> tuple[subprocess.Popen[bytes], Path]:
     """`imapcrypt run` for `rig`'s installation, logging to a file in its data dir; once it is idle."""
     log_file = rig.data_dir / f"{name}.log"
     config = rig.write_config(batch_size="20")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "imapcrypt",
-            "--config",
-            str(config),
-            "--log-file",
-            str(log_file),
-            "-v",
-            "run",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    process = daemon_process(config, log_file)
     wait_for(
         lambda: process.poll() is not None or (log_file.exists() and "state=idle" in log_file.read_text()),
         timeout=60,

@@ -20,6 +20,7 @@ from imapcrypt.message import envelope
 from imapcrypt.wiring import journal_path, open_journal
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.engine import Rig, assert_exactly_once
+from tests.fixtures.processes import daemon_process
 from tests.fixtures.proxy import FaultProxy
 from tests.fixtures.waiting import wait_for
 
@@ -51,21 +52,7 @@ def test_backlog_beside_a_running_daemon_exits_7_and_nothing_is_doubled(rig: Rig
     rig.mailbox.seed(seeds)
     config = rig.write_config()
     log_file = tmp_path / "daemon.log"
-    daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "imapcrypt",
-            "--config",
-            str(config),
-            "--log-file",
-            str(log_file),
-            "-v",
-            "run",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    daemon = daemon_process(config, log_file)
     try:
         held = lock_path(rig.data_dir, rig.account.name)
         wait_for(
