@@ -1,25 +1,26 @@
-"""Backlog throughput: the engine against plain copy loops without encryption, side by side.
+"""Backlog throughput: the engine against a plain copy without encryption, side by side, on loopback
+and through a 50 ms round-trip delay proxy, three runs each.
 
-Starts one Dovecot (and optionally a latency proxy in front of it), seeds the same messages into
-fresh accounts, and times, in one run:
-  - copy-naive:   per message FETCH, APPEND, STORE \\Deleted + UID EXPUNGE (what a simple tool does)
-  - copy-batched: the same work in batches (one FETCH, one MULTIAPPEND, one STORE/EXPUNGE a batch)
-  - imapcrypt:    `Engine.encrypt_folder(backlog=True)`: encrypt, journal, append, verify, delete,
-                  with `verify = "bytes"` (the default: every stored copy downloaded and compared)
-  - imapcrypt-size: the same with `verify = "size"` (the opt-in), to show what byte comparison costs
-  - imapcrypt-gpg: the same as imapcrypt with a gpg process per encryption (the path without pysequoia)
-  - imapcrypt-no-claims: imapcrypt without claims (as on a server that refuses keywords), to show
-                  what coordinating installations costs (docs/engine.md "Many installations")
-and prints msgs/s, the engine's ratio to each loop, and what byte-for-byte verification and claims cost.
+Starts one Dovecot and a latency proxy in front of it, seeds the same messages into a fresh account for
+every contender and run, and times:
+  - plain copy:  the best a tool without crypto does (batched FETCH, MULTIAPPEND of 100, then one
+                 STORE \\Deleted + UID EXPUNGE per batch)
+  - imapcrypt:   `Engine.encrypt_folder(backlog=True)` with the account's defaults: encrypt, journal,
+                 append, verify every copy byte for byte, claim and delete
+and prints, per round-trip time, each run's rates and ratio, then the median ratio and its spread.
+With --detail it also times the engine with `verify = "size"`, without claims (as on a server that
+refuses keywords) and with a gpg process per encryption (where pysequoia is missing).
 
-    .venv/bin/python -m benchmarks.backlog [--messages 500] [--rtt-ms 0]
+    .venv/bin/python -m benchmarks.backlog [--messages 2000] [--rtt-ms 0 50] [--runs 3] [--detail]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,13 +30,16 @@ os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
 from imapclient import IMAPClient
 
+from imapcrypt.config.model import Account
 from imapcrypt.openpgp.inprocess import IN_PROCESS_MAX_BYTES, encryptor
 from tests.fixtures.corpus import Seed, varied_seeds
 from tests.fixtures.dovecot import DovecotServer, start_dovecot
 from tests.fixtures.engine import make_rig
-from tests.fixtures.gnupg_home import make_gnupg_home, remove_gnupg_home
+from tests.fixtures.gnupg_home import GnupgHome, make_gnupg_home, remove_gnupg_home
 from tests.fixtures.mailbox import Mailbox
 from tests.fixtures.proxy import FaultProxy
+
+PLAIN_BATCH = 100
 
 
 def _flags(data: dict[bytes, object]) -> list[bytes]:
@@ -50,19 +54,8 @@ def _client(port: int, mailbox: Mailbox) -> IMAPClient:
     return client
 
 
-def copy_naive(port: int, mailbox: Mailbox) -> None:
-    """One message at a time: fetch it, append it back, delete the original."""
-    client = _client(port, mailbox)
-    for uid in client.search("ALL"):
-        data = client.fetch([uid], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])[uid]
-        client.append("INBOX", data[b"BODY[]"], _flags(data), data[b"INTERNALDATE"])
-        client.add_flags([uid], [b"\\Deleted"], silent=True)
-        client.uid_expunge([uid])
-    client.logout()
-
-
-def copy_batched(port: int, mailbox: Mailbox, batch: int = 50) -> None:
-    """The same copy, a batch per round trip where IMAP allows it."""
+def copy_batched(port: int, mailbox: Mailbox, batch: int = PLAIN_BATCH) -> None:
+    """A plain copy, a batch per round trip where IMAP allows it: FETCH, MULTIAPPEND, STORE, EXPUNGE."""
     client = _client(port, mailbox)
     uids = client.search("ALL")
     for start in range(0, len(uids), batch):
@@ -77,59 +70,99 @@ def copy_batched(port: int, mailbox: Mailbox, batch: int = 50) -> None:
     client.logout()
 
 
-def measure(label: str, seeds: list[Seed], server: DovecotServer, work: Callable[[Mailbox], None]) -> float:
-    """Seed a fresh account, time `work` on it, and return messages per second."""
+def _seed(server: DovecotServer, seeds: list[Seed]) -> Mailbox:
+    """A fresh account holding `seeds` (stored straight into Dovecot, in MULTIAPPENDs of 200)."""
     user, password = server.new_user()
     mailbox = Mailbox(server, user, password)
-    mailbox.seed(seeds)
+    client = _client(server.port, mailbox)
+    for start in range(0, len(seeds), 200):
+        client.multiappend(
+            "INBOX", [{"msg": s.raw, "flags": s.flags, "date": s.when} for s in seeds[start : start + 200]]
+        )
+    client.logout()
+    return mailbox
+
+
+def measure(seeds: list[Seed], server: DovecotServer, work: Callable[[Mailbox], None]) -> float:
+    """Seed a fresh account, time `work` on it, and return messages per second."""
+    mailbox = _seed(server, seeds)
     started = time.perf_counter()
     work(mailbox)
-    elapsed = time.perf_counter() - started
-    rate = len(seeds) / elapsed
-    print(f"  {label:<16} {elapsed:7.2f} s  {rate:8.1f} msgs/s")
-    return rate
+    return len(seeds) / (time.perf_counter() - started)
+
+
+class Contenders:
+    """The engine variants, each run on a fresh account through the proxy."""
+
+    def __init__(self, proxy: FaultProxy, home: GnupgHome, scratch: Path, count: int) -> None:
+        self.proxy = proxy
+        self.home = home
+        self.scratch = scratch
+        self.count = count
+
+    def plain(self, mailbox: Mailbox) -> None:
+        copy_batched(self.proxy.port, mailbox)
+
+    def engine(
+        self, mailbox: Mailbox, in_process: bool = True, verify: str = "bytes", claims: bool = True
+    ) -> None:
+        rig = make_rig(mailbox, self.home, self.scratch).at_port(self.proxy.port)
+        # The test rig's small batches are for tests: the benchmark runs the shipped default.
+        batch = next(f.default for f in dataclasses.fields(Account) if f.name == "batch_size")
+        with rig.with_policy(batch_size=batch, verify=verify).engine() as worker:
+            # max_bytes -1: every message goes through gpg, as where pysequoia is missing.
+            encryptor(worker.gpg).max_bytes = IN_PROCESS_MAX_BYTES if in_process else -1
+            if not claims:  # as on a server without keywords: no coordination, no claim round trips
+                worker.claims.keyword = None
+            report = worker.encrypt_folder("INBOX", backlog=True)
+        assert report.encrypted == self.count, report
+
+
+def _spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):5.2f} (runs {', '.join(f'{v:.2f}' for v in values)})"
 
 
 def main() -> None:
-    """Run the three contenders on the same messages and print their rates and ratios."""
+    """Time the plain copy and the engine on each round-trip time and print the ratios."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--messages", type=int, default=500)
-    parser.add_argument("--rtt-ms", type=float, default=0.0, help="round-trip latency added by a proxy")
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--rtt-ms", type=float, nargs="+", default=[0.0, 50.0], help="round trips to test")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--detail", action="store_true", help="also time verify=size, no claims, gpg")
     args = parser.parse_args()
     seeds = varied_seeds(args.messages, seed=42)
     size = sum(len(s.raw) for s in seeds)
     server = start_dovecot()
     home = make_gnupg_home()
     proxy = FaultProxy(server.port).start()
-    proxy.set_latency(args.rtt_ms / 2000)
     scratch = Path(tempfile.mkdtemp(prefix="imapcrypt-bench-"))
+    contenders = Contenders(proxy, home, scratch, len(seeds))
+    summary: list[str] = []
     try:
-        print(f"{args.messages} messages, {size / 1e6:.1f} MB, RTT {args.rtt_ms:g} ms, {os.cpu_count()} CPUs")
-        naive = measure("copy-naive", seeds, server, lambda m: copy_naive(proxy.port, m))
-        batched = measure("copy-batched", seeds, server, lambda m: copy_batched(proxy.port, m))
-
-        def engine(
-            mailbox: Mailbox, in_process: bool = True, verify: str = "bytes", claims: bool = True
-        ) -> None:
-            rig = make_rig(mailbox, home, scratch).at_port(proxy.port)
-            with rig.with_policy(batch_size=50, verify=verify).engine() as worker:
-                # max_bytes -1: every message goes through gpg, as where pysequoia is missing.
-                encryptor(worker.gpg).max_bytes = IN_PROCESS_MAX_BYTES if in_process else -1
-                if not claims:  # as on a server without keywords: no coordination, no claim round trips
-                    worker.claims.keyword = None
-                report = worker.encrypt_folder("INBOX", backlog=True)
-            assert report.encrypted == len(seeds), report
-
-        ours = measure("imapcrypt", seeds, server, engine)
-        by_size = measure("imapcrypt-size", seeds, server, lambda m: engine(m, verify="size"))
-        unclaimed = measure("imapcrypt-no-claims", seeds, server, lambda m: engine(m, claims=False))
-        print(f"ratio imapcrypt/imapcrypt-no-claims {ours / unclaimed:5.2f}   (what claims cost)")
-        through_gpg = measure("imapcrypt-gpg", seeds, server, lambda m: engine(m, in_process=False))
-        for name, rate in (("copy-naive", naive), ("copy-batched", batched)):
-            print(f"ratio imapcrypt/{name:<13} {ours / rate:5.2f}   (gpg path {through_gpg / rate:5.2f})")
-        print(f"verify = bytes costs {100 * (1 - ours / by_size):5.1f}% of verify = size throughput")
+        print(f"{args.messages} messages, {size / 1e6:.1f} MB, {os.cpu_count()} CPUs, {args.runs} runs")
+        for rtt in args.rtt_ms:
+            proxy.set_latency(rtt / 2000)
+            ratios: list[float] = []
+            for run in range(args.runs):
+                # Alternate who goes first, so a warming cache or a busy neighbour favours neither.
+                order = [("plain", contenders.plain), ("imapcrypt", contenders.engine)]
+                rates = {name: measure(seeds, server, work) for name, work in order[:: 1 - 2 * (run % 2)]}
+                ratios.append(rates["imapcrypt"] / rates["plain"])
+                print(
+                    f"RTT {rtt:3g} ms run {run + 1}: plain copy {rates['plain']:7.1f} msg/s, "
+                    f"imapcrypt {rates['imapcrypt']:7.1f} msg/s, ratio {ratios[-1]:.2f}"
+                )
+            if args.detail:
+                for label, work in (
+                    ("verify = size", lambda m: contenders.engine(m, verify="size")),
+                    ("without claims", lambda m: contenders.engine(m, claims=False)),
+                    ("gpg process each", lambda m: contenders.engine(m, in_process=False)),
+                ):
+                    print(f"RTT {rtt:3g} ms {label:<17} {measure(seeds, server, work):7.1f} msg/s")
+            summary.append(f"ratio imapcrypt / plain copy at RTT {rtt:3g} ms: {_spread(ratios)}")
+        print("\n".join(summary))
     finally:
         proxy.stop()
         server.stop()
