@@ -13,7 +13,6 @@ generic path (UID EXPUNGE); it has no SPECIAL-USE Trash, which the default "purg
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import os
 import secrets
@@ -21,7 +20,6 @@ import shutil
 import subprocess
 import tempfile
 import textwrap
-import threading
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -34,6 +32,7 @@ from imapcrypt.config.model import Account, Config, load_config
 from imapcrypt.errors import ConfigError, ImapcryptError
 from imapcrypt.keys import manage as keys
 from imapcrypt.keys.selftest import record_self_test, self_test
+from imapcrypt.loopback import LOOPBACK, Handler, LoopbackThread
 from imapcrypt.openpgp.gnupg import GnuPG
 
 DEMO_ACCOUNT = "demo"
@@ -178,11 +177,7 @@ class EmbeddedServer:
         # Random, though nothing but this process can reach it: a habit worth showing.
         self.password = password or secrets.token_urlsafe(12)
         self.port = 0
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
+        self._server = LoopbackThread("imapcrypt-demo-server")
 
     def start(self, timeout: float = 15.0) -> EmbeddedServer:
         """Start the server; return once it accepts connections. ConfigError if pymap is missing."""
@@ -190,22 +185,15 @@ class EmbeddedServer:
             import pymap.backend.dict  # noqa: F401, PLC0415 - imported only when a demo starts
         except ImportError:
             raise ConfigError("the demo needs pymap, which is not installed", INSTALL_FIX) from None
-        self._thread = threading.Thread(target=self._run, name="imapcrypt-demo-server", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout) or self._failure is not None:
-            raise ImapcryptError(f"the demo IMAP server did not start: {self._failure}", INSTALL_FIX)
+        try:
+            self.port = self._server.start(self._prepare, 0, timeout)
+        except Exception as exc:
+            raise ImapcryptError(f"the demo IMAP server did not start: {exc}", INSTALL_FIX) from exc
         return self
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported to start(); the thread must not die silently
-            self._failure = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        # Imported only when a demo starts. This mirrors pymap's IMAPService.start, but binds
-        # port 0 so the kernel picks a free port with no race.
+    async def _prepare(self, stack: AsyncExitStack) -> Handler:
+        # Imported only when a demo starts. This mirrors pymap's IMAPService.start, but the server
+        # listens on port 0 so the kernel picks a free port with no race.
         from proxyprotocol.reader import ProxyProtocolReader  # noqa: PLC0415
         from pymap.backend.dict import DictBackend  # noqa: PLC0415
         from pymap.imap import IMAPServer  # noqa: PLC0415
@@ -216,7 +204,7 @@ class EmbeddedServer:
             demo_user=self.user,
             demo_password=self.password,
             passlib_cfg=None,
-            host=["127.0.0.1"],
+            host=[LOOPBACK],
             port=0,
             cert=None,
             key=None,
@@ -227,26 +215,12 @@ class EmbeddedServer:
         # reject_dnsbl off: a loopback server has no one to look up, and looking up is network.
         backend, config = await DictBackend.init(args, invalid_user_sleep=0.0, reject_dnsbl=False)
         config.apply_context()
-        handler = ProxyProtocolReader(config.proxy_protocol).get_callback(IMAPServer(backend.login, config))
-        async with AsyncExitStack() as stack:
-            await backend.start(stack)
-            server = await asyncio.start_server(handler, host="127.0.0.1", port=0)
-            await stack.enter_async_context(server)
-            serving = asyncio.create_task(server.serve_forever())
-            stack.callback(serving.cancel)
-            self.port = int(server.sockets[0].getsockname()[1])
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            self._ready.set()
-            await self._stop.wait()
+        await backend.start(stack)
+        return ProxyProtocolReader(config.proxy_protocol).get_callback(IMAPServer(backend.login, config))
 
     def stop(self) -> None:
         """Stop the server and wait for its thread; what it stored is gone."""
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
-        self._thread = None
+        self._server.stop()
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()

@@ -8,7 +8,6 @@ Loopback is not a setting: a client on another interface cannot reach the server
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import secrets
 import threading
@@ -22,6 +21,7 @@ from pymap.mime import MessageContent
 
 from imapcrypt.config.model import Account, Config
 from imapcrypt.errors import ConfigError, CredentialsError, ImapcryptError
+from imapcrypt.loopback import LOOPBACK, Handler, LoopbackThread
 from imapcrypt.openpgp.gnupg import GnuPG
 from imapcrypt.secrets import id_secret
 from imapcrypt.serve import DEFAULT_PORT
@@ -35,7 +35,6 @@ from imapcrypt.wiring import account_passphrase, open_session, ready_to_encrypt
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 DEFAULT_POLL_SECONDS = 10.0
 # A wrong password costs the guesser a second; the only one who knows the right one is local anyway.
 WRONG_PASSWORD_PAUSE = 1.0
@@ -85,11 +84,7 @@ class LocalServer:
         self._accounts = {a.name: a for a in config.accounts}
         self._gpg = GnuPG(config.gnupg_home)
         self._id_secret = b""
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
+        self._server = LoopbackThread("imapcrypt-serve")
         self.index: SearchIndex | None = None
         self.index_problem: str | None = None  # why there is no index, for `serve` to say
         self.indexer: Indexer | None = None
@@ -143,16 +138,16 @@ class LocalServer:
             except (CredentialsError, ConfigError) as exc:  # no keyring, or no sqlcipher3
                 self.index_problem = str(exc)
                 log.warning("no search index: %s", exc)
-        self._thread = threading.Thread(target=self._run, name="imapcrypt-serve", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout) or self._failure is not None:
-            failure = self._failure
+        try:
+            self.port = self._server.start(self._prepare, self.settings.port, timeout)
+        except Exception as exc:
             self.stop()
-            if isinstance(failure, ImapcryptError):
-                raise failure
+            if isinstance(exc, ImapcryptError):
+                raise
             raise ImapcryptError(
-                f"the local IMAP server did not start: {failure}", "choose another port with --port"
-            )
+                f"the local IMAP server did not start: {exc}", "choose another port with --port"
+            ) from exc
+        self.addresses = self._server.addresses
         log.info("serving on %s:%d", LOOPBACK, self.port)
         if self.index is not None:
             self.indexer = Indexer(
@@ -164,13 +159,6 @@ class LocalServer:
             )
             self.indexer.start()
         return self
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported to start(); the thread must not die silently
-            self._failure = exc
-            self._ready.set()
 
     def _pymap_config(self) -> ServeConfig:
         # pymap reads these from its own command line; only the ones it looks at are given.
@@ -188,7 +176,7 @@ class LocalServer:
             admin_key=secrets.token_bytes(32),
         )
 
-    async def _serve(self) -> None:
+    async def _prepare(self, _stack: AsyncExitStack) -> Handler:
         config = self._pymap_config()
         config.apply_context()
         login = LocalLogin(
@@ -199,30 +187,14 @@ class LocalServer:
             poll_seconds=self.settings.poll_seconds,
             cache=self.cache,
         )
-        handler = ProxyProtocolReader(config.proxy_protocol).get_callback(IMAPServer(login, config))
-        async with AsyncExitStack() as stack:
-            server = await asyncio.start_server(handler, host=LOOPBACK, port=self.settings.port)
-            await stack.enter_async_context(server)
-            serving = asyncio.create_task(server.serve_forever())
-            stack.callback(serving.cancel)
-            self.addresses = [sock.getsockname()[:2] for sock in server.sockets]
-            self.port = int(self.addresses[0][1])
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            self._ready.set()
-            await self._stop.wait()
+        return ProxyProtocolReader(config.proxy_protocol).get_callback(IMAPServer(login, config))
 
     def stop(self) -> None:
         """Stop the indexer, stop listening and wait for the server's thread (again: nothing to do)."""
         if self.indexer is not None:
             self.indexer.stop()
             self.indexer = None
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._loop = None
-        if self._thread is not None:
-            self._thread.join(10)
-        self._thread = None
+        self._server.stop()
         with self._providers_lock:
             left = list(self._providers)
         for provider in left:
