@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.header
+import functools
 import hashlib
 import hmac
 import re
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from imapcrypt.errors import ConfigError, EnvelopeError
 from imapcrypt.message.classify import CLASSIFY_HEADERS, Kind, classify
 from imapcrypt.message.copy import MARKER_HEADER, armor_block, marker_id, marker_value
-from imapcrypt.message.headers import ContentType, HeaderSection, decode_words
+from imapcrypt.message.headers import ContentType, Field, HeaderSection, decode_words
 from imapcrypt.openpgp.gnupg import DEFAULT_MAX_OUTPUT, GnuPG
 from imapcrypt.openpgp.inprocess import Encryptor, encryptor
 
@@ -60,7 +61,7 @@ MAX_SUBJECT_CHARS = 2000
 MAX_SUBJECT_BYTES = 4 * MAX_SUBJECT_CHARS  # UTF-8 takes at most 4 bytes a character
 
 # Inside the encrypted entity, next to the outer copies, for clients that read protected headers.
-_INNER_EXTRA = ("Subject", "Reply-To")
+_INNER_KEYS = frozenset({"subject", "reply-to"})
 # Never copied outside: the subject is what we hide, the rest describes E itself.
 _NOT_COPYABLE = ("subject", "mime-version", "hp-outer", MARKER_HEADER.lower(), SUBJECT_HEADER.lower())
 _FIELD_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
@@ -115,9 +116,9 @@ def seal(
     section = HeaderSection.parse(raw)
     wanted = check_outer_headers(outer_headers)
     ident = message_id(raw, id_secret)
-    kept = [f for f in section.fields if f.key in wanted and f.is_copyable()]
-    if replace_message_id:
-        kept = [f for f in kept if f.key != "message-id"]
+    # Each field is checked once: the copies inside (in M's order) include every copy outside.
+    inner = [f for f in section.fields if (f.key in wanted or f.key in _INNER_KEYS) and f.is_copyable()]
+    kept = [f for f in inner if f.key in wanted and not (replace_message_id and f.key == "message-id")]
     copies = [f.crlf() for f in kept]
     if replace_message_id:
         copies.append(b"Message-ID: <" + uuid.uuid4().hex.encode("ascii") + b"@imapcrypt.invalid>\r\n")
@@ -131,7 +132,7 @@ def seal(
         _folded(SUBJECT_HEADER, base64.b64encode(subject_cipher)),
     ]
     # Unnamed temporaries: each copy of a large message is freed as soon as the next one exists.
-    armored = _crlf(openpgp.encrypt(_inner_entity(raw, section, wanted, outer), recipients))
+    armored = _crlf(openpgp.encrypt(_inner_entity(raw, section, inner, outer), recipients))
     boundary = _boundary(armored)
     message = b"".join(
         [
@@ -199,6 +200,11 @@ def subject(encrypted: bytes, gpg: GnuPG, passphrase: str | None = None) -> str:
 
 def check_outer_headers(names: Sequence[str]) -> frozenset[str]:
     """The header names (lower case) to leave outside, or ConfigError naming one that may not be."""
+    return _checked_outer_headers(tuple(names))
+
+
+@functools.lru_cache(maxsize=16)  # an account's names are checked once, not for every message
+def _checked_outer_headers(names: tuple[str, ...]) -> frozenset[str]:
     for name in names:
         key = name.lower()
         if not _FIELD_NAME.match(name) or key in _NOT_COPYABLE or key.startswith("content-"):
@@ -214,11 +220,10 @@ def _subject_text(section: HeaderSection) -> str:
     return decode_words(field.text()) if field else ""
 
 
-def _inner_entity(raw: bytes, section: HeaderSection, wanted: frozenset[str], outer: list[bytes]) -> bytes:
-    """The entity the armored part decrypts to: protected-header copies, HP-Outer lines, then M."""
+def _inner_entity(raw: bytes, section: HeaderSection, inner: list[Field], outer: list[bytes]) -> bytes:
+    """The entity the armored part decrypts to: protected-header copies (`inner`), HP-Outer lines, then M."""
     boundary = _boundary(raw)
-    inner_names = wanted | {n.lower() for n in _INNER_EXTRA}
-    copies = [f.crlf() for f in section.fields if f.key in inner_names and f.is_copyable()]
+    copies = [f.crlf() for f in inner]
     subject_field = section.first("Subject")
     if subject_field is not None and not subject_field.is_copyable():
         # The raw field cannot be written (bare 8-bit, controls): give readers the decoded subject.
