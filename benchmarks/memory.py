@@ -1,0 +1,199 @@
+"""Memory of a whole `imapcrypt backlog` process: its peak with one large message, its curve over many.
+
+Starts one Dovecot, seeds fresh accounts from tests/fixtures, and runs the real CLI (`python -m
+imapcrypt --config ... backlog`) as a child process, twice:
+  - peak:  `--small` small messages with one message of about `--large-mb` MB among them. Prints
+           the child's peak RSS (VmHWM, read from /proc every 10 ms; a high-water mark, so a later
+           read still sees an earlier peak) next to the limit of docs/engine.md "Memory", 100 MiB +
+           3x the large message, and the ratio. Not wait4's ru_maxrss: Linux folds into it the RSS
+           of the forked child before exec, which is this benchmark's own, seeds included.
+  - curve: a backlog of `--messages` varied messages (tests/fixtures/corpus.py, up to ~60 kB each).
+           VmRSS is sampled every `--every` seconds and printed as a curve, with the spread
+           (max - min) after the first 20% of the run, so a flat curve shows as a small spread.
+
+    .venv/bin/python -m benchmarks.memory [--large-mb 25] [--small 200] [--messages 10000]
+                                          [--only peak|curve]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+
+from tests.fixtures.corpus import Seed, make_message, varied_seeds
+from tests.fixtures.dovecot import DovecotServer, start_dovecot
+from tests.fixtures.engine import make_rig
+from tests.fixtures.gnupg_home import GnupgHome, make_gnupg_home, remove_gnupg_home
+from tests.fixtures.mailbox import Mailbox
+
+MIB = 1024 * 1024
+# The limit docs/engine.md promises: a fixed allowance for the interpreter, libraries and the small
+# messages in flight, plus three times the largest message.
+BASE_ALLOWANCE = 100 * MIB
+PER_LARGE_MESSAGE = 3
+# base64 grows 57 bytes of attachment into a 78-byte line (76 characters and CRLF).
+_BASE64_GROWTH = 78 / 57
+
+
+@dataclass
+class Samples:
+    """VmRSS over time and the last VmHWM read from /proc for one process."""
+
+    times: list[float] = field(default_factory=list)
+    rss: list[int] = field(default_factory=list)
+    hwm: int = 0
+
+
+def _status_kib(pid: int) -> tuple[int, int] | None:
+    """VmRSS and VmHWM of `pid` in KiB, or None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    if "VmRSS" not in fields:  # a zombie: its memory is already gone
+        return None
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def run_backlog(config: Path, every: float) -> tuple[float, Samples]:
+    """Run `imapcrypt backlog` on `config` to its end; the seconds it took and its memory samples."""
+    log = config.with_suffix(".stderr")
+    with log.open("wb") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "imapcrypt", "--config", str(config), "backlog"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    samples = Samples()
+    started = time.monotonic()
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            now = _status_kib(child.pid)
+            if now is not None:
+                samples.times.append(time.monotonic() - started)
+                samples.rss.append(now[0] * 1024)
+                samples.hwm = max(samples.hwm, now[1] * 1024)
+            done.wait(every)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    child.wait()
+    elapsed = time.monotonic() - started
+    done.set()
+    sampler.join()
+    if child.returncode != 0:
+        print(log.read_text(errors="replace")[-4000:], file=sys.stderr)
+        raise SystemExit(f"imapcrypt backlog exited {child.returncode}")
+    return elapsed, samples
+
+
+def large_seed(target: int, rng: random.Random) -> Seed:
+    """One message of about `target` bytes: text and a base64 attachment of random bytes."""
+    raw = make_message(0, rng, attachment_size=int(target / _BASE64_GROWTH))
+    return Seed(raw, (b"\\Seen",), varied_seeds(1, seed=7)[0].when)
+
+
+def seed_fast(mailbox: Mailbox, seeds: list[Seed], batch: int = 200) -> None:
+    """Store `seeds` with MULTIAPPEND, a batch per command (much faster than APPEND each)."""
+    with mailbox.client(timeout=300) as client:
+        for start in range(0, len(seeds), batch):
+            client.multiappend(
+                "INBOX",
+                [{"msg": s.raw, "flags": s.flags, "date": s.when} for s in seeds[start : start + batch]],
+            )
+
+
+def fresh_config(server: DovecotServer, home: GnupgHome, scratch: Path, seeds: list[Seed]) -> Path:
+    """A new account holding `seeds` and a CLI configuration for it (the account's default policy)."""
+    user, password = server.new_user()
+    mailbox = Mailbox(server, user, password)
+    seed_fast(mailbox, seeds)
+    return make_rig(mailbox, home, scratch).write_config()
+
+
+def peak(server: DovecotServer, home: GnupgHome, scratch: Path, large_mb: float, small: int) -> None:
+    """Peak RSS of a backlog with one large message among `small` others, against the limit."""
+    seeds = varied_seeds(small, seed=42)
+    large = large_seed(int(large_mb * 1e6), random.Random(5))
+    seeds.insert(len(seeds) // 2, large)
+    size = len(large.raw)
+    config = fresh_config(server, home, scratch, seeds)
+    elapsed, samples = run_backlog(config, every=0.01)
+    limit = BASE_ALLOWANCE + PER_LARGE_MESSAGE * size
+    print(
+        f"peak: {small} small messages and one of {size / 1e6:.1f} MB ({size / MIB:.1f} MiB), {elapsed:.1f} s"
+    )
+    print(f"  peak RSS   {samples.hwm / MIB:7.1f} MiB  (VmHWM of the whole process)")
+    print(f"  limit      {limit / MIB:7.1f} MiB  (100 MiB + 3 x {size / MIB:.1f} MiB)")
+    verdict = "within" if samples.hwm <= limit else "OVER"
+    print(f"  ratio      {samples.hwm / limit:7.2f}   ({verdict} the limit)")
+
+
+def curve(server: DovecotServer, home: GnupgHome, scratch: Path, messages: int, every: float) -> None:
+    """VmRSS over a backlog of `messages`, as a curve and its spread after warm-up."""
+    seeds = varied_seeds(messages, seed=42)
+    total = sum(len(s.raw) for s in seeds)
+    config = fresh_config(server, home, scratch, seeds)
+    elapsed, samples = run_backlog(config, every=every)
+    print(
+        f"curve: {messages} messages, {total / 1e6:.0f} MB, {elapsed:.1f} s "
+        f"({messages / elapsed:.0f} msgs/s), peak RSS {samples.hwm / MIB:.1f} MiB"
+    )
+    top = max(samples.rss)
+    for at_tenth in range(11):
+        # The sample nearest each tenth of the run's duration.
+        index = min(range(len(samples.times)), key=lambda i: abs(samples.times[i] - elapsed * at_tenth / 10))
+        rss = samples.rss[index]
+        bar = "#" * round(50 * rss / top)
+        print(f"  {samples.times[index]:6.1f} s  {rss / MIB:7.1f} MiB  {bar}")
+    warm = [rss for t, rss in zip(samples.times, samples.rss, strict=True) if t >= elapsed * 0.2]
+    spread = max(warm) - min(warm)
+    print(
+        f"  after warm-up (last 80%): min {min(warm) / MIB:.1f} MiB, max {max(warm) / MIB:.1f} MiB, "
+        f"spread {spread / MIB:.1f} MiB over {len(warm)} samples"
+    )
+
+
+def main() -> None:
+    """Measure the peak with one large message and the curve over a long backlog."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--large-mb", type=float, default=25.0, help="size of the large message (MB)")
+    parser.add_argument("--small", type=int, default=200, help="small messages beside the large one")
+    parser.add_argument("--messages", type=int, default=10_000, help="messages in the curve's backlog")
+    parser.add_argument("--every", type=float, default=0.5, help="seconds between the curve's samples")
+    parser.add_argument("--only", choices=("peak", "curve"))
+    args = parser.parse_args()
+    server = start_dovecot()
+    home = make_gnupg_home()
+    scratch = Path(tempfile.mkdtemp(prefix="imapcrypt-bench-"))
+    try:
+        print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+        if args.only != "curve":
+            peak(server, home, scratch, args.large_mb, args.small)
+        if args.only != "peak":
+            curve(server, home, scratch, args.messages, args.every)
+    finally:
+        server.stop()
+        remove_gnupg_home(home)
+        shutil.rmtree(server.root, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
