@@ -148,11 +148,16 @@ def bound_literals(client: imapclient.IMAPClient, limit: int) -> None:
     imaplib reads an announced literal `{n}` with one `read(n)`, which allocates n bytes first: a
     server announcing `{99999999999}` would exhaust memory. The guard raises LiteralTooLarge,
     which `translated_errors` turns into a ServerError.
+
+    It also keeps imaplib from formatting every literal it reads: imapclient sets imaplib's debug
+    level to 5, at which `_append_untagged` builds the repr of each literal (two to three times its
+    size, for a log line the `imapclient` logger then drops) before anyone asks whether it is wanted.
     """
     imap = getattr(client, "_imap", None)
     read = getattr(imap, "read", None)
     if imap is None or read is None or getattr(read, "bounded", False):
         return
+    imap.debug = 0
 
     def bounded_read(size: int) -> bytes:
         if size > limit:
