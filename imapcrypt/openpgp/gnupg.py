@@ -12,6 +12,7 @@ import binascii
 import enum
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -142,17 +143,23 @@ class GnuPG:
         fingerprints = [normalise_fingerprint(r) for r in recipients]
         if not fingerprints:
             raise RecipientKeyError("no recipient key configured", "add a fingerprint to recipients")
-        result = self.gpg.encrypt(
-            data,
-            fingerprints,
-            armor=armor,
-            always_trust=True,  # the user named these keys by full fingerprint
-            extra_args=[*ENCRYPT_OPTIONS, *self.compression.gpg_options()],
-        )
-        if not result.ok or result.returncode != 0:
-            self.check_recipients(fingerprints)
-            raise EncryptError(f"GnuPG could not encrypt: {result.status}", "run `imapcrypt doctor`")
-        output: bytes = result.data
+        # gpg writes to a file read back in one piece: python-gnupg collects standard output in
+        # chunks and joins them, which holds the output twice (docs/engine.md, "Memory"). The file
+        # holds only ciphertext, in a directory of this process's own.
+        with tempfile.TemporaryDirectory(prefix="imapcrypt-gpg-") as scratch:
+            target = Path(scratch) / "sealed"
+            result = self.gpg.encrypt(
+                data,
+                fingerprints,
+                armor=armor,
+                output=str(target),
+                always_trust=True,  # the user named these keys by full fingerprint
+                extra_args=[*ENCRYPT_OPTIONS, *self.compression.gpg_options()],
+            )
+            if not result.ok or result.returncode != 0:
+                self.check_recipients(fingerprints)
+                raise EncryptError(f"GnuPG could not encrypt: {result.status}", "run `imapcrypt doctor`")
+            output = target.read_bytes()
         head = _dearmor_head(output) if armor else output
         _require_seipd_v1(head)
         self._require_recipients(head, fingerprints)
