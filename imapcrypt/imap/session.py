@@ -20,8 +20,9 @@ from typing import Any
 
 import imapclient
 import imapclient.exceptions
+from imapclient.datetime_util import datetime_to_INTERNALDATE
 from imapclient.imap_utf7 import decode as decode_utf7
-from imapclient.imapclient import join_message_ids, seq_to_parenstr_upper
+from imapclient.imapclient import join_message_ids, seq_to_parenstr, seq_to_parenstr_upper
 from imapclient.response_parser import parse_fetch_response
 
 from imapcrypt.config.model import Account
@@ -581,7 +582,7 @@ class Session:
         kept = tuple(f for f in flags if f.lower() != b"\\recent")
         real = self.resolve_folder(folder)
         try:
-            response = self._call("APPEND", lambda: self.client.append(real, message, kept, when))
+            response = self._call("APPEND", lambda: self._send_append(real, [(message, kept, when)]))
         except ServerError as exc:
             system = tuple(f for f in kept if f.startswith(b"\\"))
             if system == kept or not refuses_keywords(exc.message):
@@ -590,7 +591,7 @@ class Session:
             # rather than not at all, and say which keywords it lost (names only, never the message).
             dropped = b" ".join(f for f in kept if f not in system).decode("ascii", "replace")
             log.warning("%s: APPEND refused keywords; stored without %s", self.host, dropped)
-            response = self._call("APPEND", lambda: self.client.append(real, message, system, when))
+            response = self._call("APPEND", lambda: self._send_append(real, [(message, system, when)]))
         uids = self._appended_uids(response, 1)
         return uids[0] if uids else None
 
@@ -599,22 +600,46 @@ class Session:
     ) -> list[int] | None:
         """MULTIAPPEND `messages` in one command; their new UIDs in order, when the server says them.
 
-        All or none are stored (RFC 3502).
+        All or none are stored (RFC 3502). Only for a server that `can_multiappend`.
         """
-        items = [
-            {"msg": m, "flags": tuple(f for f in fl if f.lower() != b"\\recent"), "date": when}
-            for m, fl, when in messages
-        ]
-        # imapclient hands back imaplib's raw (status, [text]) here, unlike append(), and does not
-        # raise on NO: a refused MULTIAPPEND must not pass for a stored one.
+        items = [(m, tuple(f for f in fl if f.lower() != b"\\recent"), when) for m, fl, when in messages]
         real = self.resolve_folder(folder)
-        status, lines = self._call("APPEND", lambda: self.client.multiappend(real, items))
-        text = b" ".join(line for line in lines if isinstance(line, bytes))
-        if status != "OK":
-            with translated_errors(self.host, "APPEND"):
-                raise imaplib.IMAP4.error(text)
+        text = self._call("APPEND", lambda: self._send_append(real, items))
         uids = self._appended_uids(text, len(messages))
         return uids if len(uids) == len(messages) else None
+
+    def _send_append(self, real: str, items: Sequence[tuple[bytes, tuple[bytes, ...], dt.datetime]]) -> bytes:
+        """One APPEND of `items` (message, flags, INTERNALDATE) to folder `real`, several only with
+        LITERAL+ (MULTIAPPEND); the text of the server's OK. A NO raises (translated by `_call`).
+
+        Each message goes to the socket as it is, never copied: imapclient copies every message of
+        a MULTIAPPEND twice and imaplib runs a CRLF regex over an APPEND's (docs/engine.md,
+        "Memory"). A copy is CRLF throughout already; imapclient's MULTIAPPEND never converted.
+        """
+        imap = self.client._imap
+        mailbox = self.client._normalise_folder(real)
+
+        def head(flags: tuple[bytes, ...], when: dt.datetime) -> bytes:
+            return f'{seq_to_parenstr(flags)} "{datetime_to_INTERNALDATE(when)}"'.encode("ascii")
+
+        if b"LITERAL+" in self.capabilities:
+            tag = imap._new_tag()
+            imap.send(tag + b" APPEND " + mailbox)
+            for message, flags, when in items:
+                imap.send(b" " + head(flags, when) + b" {%d+}\r\n" % len(message))
+                imap.send(message)
+            imap.send(b"\r\n")
+            status, lines = imap._command_complete("APPEND", tag)
+        else:
+            # A synchronizing literal, which imaplib sends as it is once the server says go on.
+            ((message, flags, when),) = items
+            imap.literal = message
+            status, lines = imap._simple_command("APPEND", mailbox, head(flags, when))
+        # imaplib does not raise on NO: a refused APPEND must not pass for a stored one.
+        text = b" ".join(line for line in lines if isinstance(line, bytes))
+        if status != "OK":
+            raise imaplib.IMAP4.error(text)
+        return text
 
     def _appended_uids(self, response: bytes | str, count: int) -> list[int]:
         """The UIDs an APPEND answer names, [] when it names none or nonsense.
