@@ -19,92 +19,31 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
-from tests.fixtures.corpus import Seed, make_message, varied_seeds
+from tests.fixtures.corpus import Seed, large_seed, varied_seeds
 from tests.fixtures.dovecot import DovecotServer, start_dovecot
 from tests.fixtures.engine import make_rig
 from tests.fixtures.gnupg_home import GnupgHome, make_gnupg_home, remove_gnupg_home
 from tests.fixtures.mailbox import Mailbox
+from tests.fixtures.processes import MemorySamples, backlog_command, memory_limit, run_measuring_memory
 
 MIB = 1024 * 1024
-# The limit docs/engine.md promises: a fixed allowance for the interpreter, libraries and the small
-# messages in flight, plus three times the largest message.
-BASE_ALLOWANCE = 100 * MIB
-PER_LARGE_MESSAGE = 3
-# base64 grows 57 bytes of attachment into a 78-byte line (76 characters and CRLF).
-_BASE64_GROWTH = 78 / 57
 
 
-@dataclass
-class Samples:
-    """VmRSS over time and the last VmHWM read from /proc for one process."""
-
-    times: list[float] = field(default_factory=list)
-    rss: list[int] = field(default_factory=list)
-    hwm: int = 0
-
-
-def _status_kib(pid: int) -> tuple[int, int] | None:
-    """VmRSS and VmHWM of `pid` in KiB, or None once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    if "VmRSS" not in fields:  # a zombie: its memory is already gone
-        return None
-    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
-
-
-def run_backlog(config: Path, every: float) -> tuple[float, Samples]:
+def run_backlog(config: Path, every: float) -> tuple[float, MemorySamples]:
     """Run `imapcrypt backlog` on `config` to its end; the seconds it took and its memory samples."""
-    log = config.with_suffix(".stderr")
-    with log.open("wb") as stderr:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "imapcrypt", "--config", str(config), "backlog"],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    samples = Samples()
-    started = time.monotonic()
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            now = _status_kib(child.pid)
-            if now is not None:
-                samples.times.append(time.monotonic() - started)
-                samples.rss.append(now[0] * 1024)
-                samples.hwm = max(samples.hwm, now[1] * 1024)
-            done.wait(every)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    child.wait()
-    elapsed = time.monotonic() - started
-    done.set()
-    sampler.join()
-    if child.returncode != 0:
-        print(log.read_text(errors="replace")[-4000:], file=sys.stderr)
-        raise SystemExit(f"imapcrypt backlog exited {child.returncode}")
+    stderr = config.with_suffix(".stderr")
+    returncode, elapsed, samples = run_measuring_memory(backlog_command(config), stderr, every)
+    if returncode != 0:
+        print(stderr.read_text(errors="replace")[-4000:], file=sys.stderr)
+        raise SystemExit(f"imapcrypt backlog exited {returncode}")
     return elapsed, samples
-
-
-def large_seed(target: int, rng: random.Random) -> Seed:
-    """One message of about `target` bytes: text and a base64 attachment of random bytes."""
-    raw = make_message(0, rng, attachment_size=int(target / _BASE64_GROWTH))
-    return Seed(raw, (b"\\Seen",), varied_seeds(1, seed=7)[0].when)
 
 
 def seed_fast(mailbox: Mailbox, seeds: list[Seed], batch: int = 200) -> None:
@@ -128,19 +67,19 @@ def fresh_config(server: DovecotServer, home: GnupgHome, scratch: Path, seeds: l
 def peak(server: DovecotServer, home: GnupgHome, scratch: Path, large_mb: float, small: int) -> None:
     """Peak RSS of a backlog with one large message among `small` others, against the limit."""
     seeds = varied_seeds(small, seed=42)
-    large = large_seed(int(large_mb * 1e6), random.Random(5))
+    large = large_seed(int(large_mb * 1e6))
     seeds.insert(len(seeds) // 2, large)
     size = len(large.raw)
     config = fresh_config(server, home, scratch, seeds)
     elapsed, samples = run_backlog(config, every=0.01)
-    limit = BASE_ALLOWANCE + PER_LARGE_MESSAGE * size
+    limit = memory_limit(size)
     print(
         f"peak: {small} small messages and one of {size / 1e6:.1f} MB ({size / MIB:.1f} MiB), {elapsed:.1f} s"
     )
-    print(f"  peak RSS   {samples.hwm / MIB:7.1f} MiB  (VmHWM of the whole process)")
+    print(f"  peak RSS   {samples.peak / MIB:7.1f} MiB  (VmHWM of the whole process)")
     print(f"  limit      {limit / MIB:7.1f} MiB  (100 MiB + 3 x {size / MIB:.1f} MiB)")
-    verdict = "within" if samples.hwm <= limit else "OVER"
-    print(f"  ratio      {samples.hwm / limit:7.2f}   ({verdict} the limit)")
+    verdict = "within" if samples.peak <= limit else "OVER"
+    print(f"  ratio      {samples.peak / limit:7.2f}   ({verdict} the limit)")
 
 
 def curve(server: DovecotServer, home: GnupgHome, scratch: Path, messages: int, every: float) -> None:
@@ -151,7 +90,7 @@ def curve(server: DovecotServer, home: GnupgHome, scratch: Path, messages: int, 
     elapsed, samples = run_backlog(config, every=every)
     print(
         f"curve: {messages} messages, {total / 1e6:.0f} MB, {elapsed:.1f} s "
-        f"({messages / elapsed:.0f} msgs/s), peak RSS {samples.hwm / MIB:.1f} MiB"
+        f"({messages / elapsed:.0f} msgs/s), peak RSS {samples.peak / MIB:.1f} MiB"
     )
     top = max(samples.rss)
     for at_tenth in range(11):
