@@ -7,12 +7,14 @@ imapcrypt --config ... backlog`) as a child process, twice:
            read still sees an earlier peak) next to the limit of docs/engine.md "Memory", 100 MiB +
            3x the large message, and the ratio. Not wait4's ru_maxrss: Linux folds into it the RSS
            of the forked child before exec, which is this benchmark's own, seeds included.
+  - many:  `--many` messages of `--many-mb` MB each (photos, scans): what the mail in flight costs
+           (docs/engine.md "Memory": groups of GROUP_BYTES, one sealed while one is stored).
   - curve: a backlog of `--messages` varied messages (tests/fixtures/corpus.py, up to ~60 kB each).
            VmRSS is sampled every `--every` seconds and printed as a curve, with the spread
            (max - min) after the first 20% of the run, so a flat curve shows as a small spread.
 
-    .venv/bin/python -m benchmarks.memory [--large-mb 25] [--small 200] [--messages 10000]
-                                          [--only peak|curve]
+    .venv/bin/python -m benchmarks.memory [--large-mb 25] [--small 200] [--many 50] [--many-mb 3]
+                                          [--messages 10000] [--only peak|many|curve]
 """
 
 from __future__ import annotations
@@ -82,6 +84,16 @@ def peak(server: DovecotServer, home: GnupgHome, scratch: Path, large_mb: float,
     print(f"  ratio      {samples.peak / limit:7.2f}   ({verdict} the limit)")
 
 
+def many(server: DovecotServer, home: GnupgHome, scratch: Path, count: int, size_mb: float) -> None:
+    """Peak RSS of a backlog of `count` messages of `size_mb` MB each."""
+    seeds = [large_seed(int(size_mb * 1e6), seed=index) for index in range(count)]
+    size = max(len(s.raw) for s in seeds)
+    config = fresh_config(server, home, scratch, seeds)
+    elapsed, samples = run_backlog(config, every=0.01)
+    print(f"many: {count} messages of {size / 1e6:.1f} MB, {elapsed:.1f} s")
+    print(f"  peak RSS   {samples.peak / MIB:7.1f} MiB  (VmHWM of the whole process)")
+
+
 def curve(server: DovecotServer, home: GnupgHome, scratch: Path, messages: int, every: float) -> None:
     """VmRSS over a backlog of `messages`, as a curve and its spread after warm-up."""
     seeds = varied_seeds(messages, seed=42)
@@ -108,24 +120,28 @@ def curve(server: DovecotServer, home: GnupgHome, scratch: Path, messages: int, 
 
 
 def main() -> None:
-    """Measure the peak with one large message and the curve over a long backlog."""
+    """Measure the peak with one large message, with many medium ones, and the curve over a long backlog."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--large-mb", type=float, default=25.0, help="size of the large message (MB)")
     parser.add_argument("--small", type=int, default=200, help="small messages beside the large one")
+    parser.add_argument("--many", type=int, default=50, help="messages in the many-medium backlog")
+    parser.add_argument("--many-mb", type=float, default=3.0, help="size of each of those (MB)")
     parser.add_argument("--messages", type=int, default=10_000, help="messages in the curve's backlog")
     parser.add_argument("--every", type=float, default=0.5, help="seconds between the curve's samples")
-    parser.add_argument("--only", choices=("peak", "curve"))
+    parser.add_argument("--only", choices=("peak", "many", "curve"))
     args = parser.parse_args()
     server = start_dovecot()
     home = make_gnupg_home()
     scratch = Path(tempfile.mkdtemp(prefix="imapcrypt-bench-"))
     try:
         print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-        if args.only != "curve":
+        if args.only in (None, "peak"):
             peak(server, home, scratch, args.large_mb, args.small)
-        if args.only != "peak":
+        if args.only in (None, "many"):
+            many(server, home, scratch, args.many, args.many_mb)
+        if args.only in (None, "curve"):
             curve(server, home, scratch, args.messages, args.every)
     finally:
         server.stop()
