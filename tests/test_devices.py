@@ -8,7 +8,7 @@ import email.parser
 import random
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,11 @@ import pytest
 
 from imapcrypt.doctor.checks import check_account
 from imapcrypt.doctor.devices import SHARE
+from imapcrypt.engine import Engine
+from imapcrypt.errors import TransientError
 from imapcrypt.imap.claims import PREFIX, Mode, claim_keyword, is_claim
+from imapcrypt.imap.session import Session
+from imapcrypt.journal import Intent
 from imapcrypt.message import envelope
 from imapcrypt.setup import SetUp, base_config
 from tests.fixtures.corpus import varied_seeds
@@ -30,6 +34,7 @@ from tests.fixtures.keyrings import MemoryKeyring
 from tests.fixtures.mailbox import Mailbox
 from tests.fixtures.mailutils import MailutilsServer
 from tests.fixtures.processes import daemon_process
+from tests.fixtures.proxy import FaultProxy
 from tests.fixtures.waiting import wait_for
 from tests.test_doctor import by_name
 
@@ -157,6 +162,148 @@ def test_a_message_taken_over_before_our_delete_keeps_only_the_other_copy(plain_
         server.encrypt_folder("INBOX")
     assert_exactly_once(rig, seeds)
     assert _all_encrypted(rig)
+
+
+def _crash_before_the_recheck(engine: Engine, proxy: FaultProxy) -> None:
+    """Cut the engine's connection when it is about to re-check its claims: copies verified, nothing
+    deleted, no intent marked deleting yet."""
+    confirm = engine.claims.confirm
+
+    def crash(folder: str, uids: Sequence[int]) -> tuple[set[int], set[int], set[int]]:
+        proxy.cut_all()
+        return confirm(folder, uids)
+
+    engine.claims.confirm = crash  # type: ignore[method-assign]
+
+
+def _crash_after_removing(engine: Engine, proxy: FaultProxy) -> None:
+    """Cut the engine's connection right after it removed originals, before their intents complete."""
+    remove = engine.remover.remove
+
+    def crash(session: Session, folder: str, uids: Sequence[int]) -> None:
+        remove(session, folder, uids)
+        proxy.cut_all()
+        raise TransientError("killed")
+
+    engine.remover.remove = crash  # type: ignore[method-assign]
+
+
+def _finished_by_another_installation(rig: Rig, name: str, count: int) -> Rig:
+    """Another installation meets the messages under our (crashed) claims, waits out the lease, takes
+    them over and finishes them: its copies stored, the originals deleted."""
+    other = another_installation(rig, name)
+    now = [0.0]
+    with other.engine() as engine:
+        engine.claims.monotonic = lambda: now[0]
+        assert engine.encrypt_folder("INBOX").waiting == count, "a live claim was not respected"
+        now[0] += engine.claims.lease
+        assert engine.encrypt_folder("INBOX").encrypted == count
+    return other
+
+
+@WITH_GMAIL
+@pytest.mark.parametrize("crash", ["after-append", "before-recheck"])
+def test_a_copy_left_by_a_crash_goes_when_another_installation_finished_the_message(
+    plain_and_checked: Rig, fault_proxy_factory: Callable[[int], FaultProxy], crash: str
+) -> None:
+    # The laptop appends its copies and dies before deleting anything (the copies unverified, or
+    # verified), and stays away longer than the claim lease.
+    rig = plain_and_checked
+    seeds = varied_seeds(2, seed=101)
+    rig.mailbox.seed(seeds)
+    proxy = fault_proxy_factory(rig.account.port)
+    if crash == "after-append":
+        proxy.cut_after("APPEND", 1)
+    with rig.at_port(proxy.port).engine() as laptop:
+        if crash == "before-recheck":
+            _crash_before_the_recheck(laptop, proxy)
+        with pytest.raises(TransientError):
+            laptop.encrypt_folder("INBOX")
+    assert _made_by(rig, [rig]) != [0], "the laptop stored no copy before it crashed"
+    desktop = _finished_by_another_installation(rig, "desktop", len(seeds))
+    with rig.engine() as laptop:  # the laptop comes back: its copies of the messages go
+        assert laptop.journal.pending("INBOX"), "the crash left no intent to recover"
+        assert laptop.encrypt_folder("INBOX").encrypted == 0
+        assert laptop.journal.pending("INBOX") == []
+    assert_exactly_once(rig, seeds)
+    assert _made_by(rig, [rig, desktop]) == [0, len(seeds)]
+    assert not _claims_on_server(rig)
+
+
+@VARIANTS
+def test_a_copy_left_by_a_crash_goes_when_the_user_deleted_its_original(
+    plain_and_checked: Rig, fault_proxy_factory: Callable[[int], FaultProxy]
+) -> None:
+    rig = plain_and_checked
+    seeds = varied_seeds(3, seed=102)
+    uids = rig.mailbox.seed(seeds)
+    proxy = fault_proxy_factory(rig.account.port)
+    with rig.at_port(proxy.port).engine() as laptop:
+        _crash_before_the_recheck(laptop, proxy)
+        with pytest.raises(TransientError):
+            laptop.encrypt_folder("INBOX")
+    assert _made_by(rig, [rig]) == [3]
+    with rig.mailbox.client() as client:  # meanwhile, the user deletes one of them in their client
+        client.select_folder("INBOX")
+        client.delete_messages([uids[0]])
+        client.expunge()
+    with rig.engine() as laptop:
+        assert laptop.encrypt_folder("INBOX").recovered == 3
+    assert_exactly_once(rig, seeds[1:])  # not brought back as its copy
+    assert _all_encrypted(rig)
+    assert not _claims_on_server(rig)
+
+
+@WITH_GMAIL
+@pytest.mark.parametrize("removed", [False, True], ids=["before-removal", "after-removal"])
+def test_a_crash_once_the_originals_are_being_deleted_keeps_the_copies(
+    plain_and_checked: Rig, fault_proxy_factory: Callable[[int], FaultProxy], removed: bool
+) -> None:
+    rig = plain_and_checked
+    seeds = varied_seeds(2, seed=103)
+    rig.mailbox.seed(seeds)
+    proxy = fault_proxy_factory(rig.account.port)
+    with rig.at_port(proxy.port).engine() as laptop:
+        mark = laptop.journal.mark_deleting
+
+        def crash_after_marking(intents: Sequence[Intent]) -> None:
+            mark(intents)
+            proxy.cut_all()  # the intents are deleting; the removal never reaches the server
+
+        if removed:
+            _crash_after_removing(laptop, proxy)  # the originals are gone; the intents never complete
+        else:
+            laptop.journal.mark_deleting = crash_after_marking  # type: ignore[method-assign]
+        with pytest.raises(TransientError):
+            laptop.encrypt_folder("INBOX")
+    with rig.engine() as laptop:
+        assert [i.deleting for i in laptop.journal.pending("INBOX")] == [True, True]
+        laptop.encrypt_folder("INBOX")
+        assert laptop.journal.pending("INBOX") == []
+    assert_exactly_once(rig, seeds)  # the copies stayed: nothing lost
+    assert _made_by(rig, [rig]) == [2]
+    assert not _claims_on_server(rig)
+
+
+def test_a_crash_while_recovery_deletes_the_originals_keeps_the_copies(
+    rig: Rig, fault_proxy: FaultProxy
+) -> None:
+    seeds = varied_seeds(2, seed=104)
+    rig.mailbox.seed(seeds)
+    with rig.at_port(fault_proxy.port).engine() as laptop:
+        _crash_before_the_recheck(laptop, fault_proxy)
+        with pytest.raises(TransientError):
+            laptop.encrypt_folder("INBOX")
+    with rig.at_port(fault_proxy.port).engine() as laptop:  # recovery finishes them, and crashes
+        _crash_after_removing(laptop, fault_proxy)
+        with pytest.raises(TransientError):
+            laptop.open_folder("INBOX")
+    assert len(rig.mailbox.state()) == 2, "the originals were not removed"
+    with rig.engine() as laptop:
+        assert laptop.encrypt_folder("INBOX").recovered == 2
+    assert_exactly_once(rig, seeds)
+    assert _made_by(rig, [rig]) == [2]
+    assert not _claims_on_server(rig)
 
 
 def test_claims_left_by_a_crash_are_released_on_the_next_start(rig: Rig) -> None:
