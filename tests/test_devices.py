@@ -164,28 +164,68 @@ def test_a_message_taken_over_before_our_delete_keeps_only_the_other_copy(plain_
     assert _all_encrypted(rig)
 
 
-def _crash_before_the_recheck(engine: Engine, proxy: FaultProxy) -> None:
-    """Cut the engine's connection when it is about to re-check its claims: copies verified, nothing
-    deleted, no intent marked deleting yet."""
-    confirm = engine.claims.confirm
-
-    def crash(folder: str, uids: Sequence[int]) -> tuple[set[int], set[int], set[int]]:
-        proxy.cut_all()
-        return confirm(folder, uids)
-
-    engine.claims.confirm = crash  # type: ignore[method-assign]
+@pytest.fixture
+def behind_proxy(
+    plain_and_checked: Rig, fault_proxy_factory: Callable[[int], FaultProxy]
+) -> tuple[Rig, FaultProxy]:
+    """`plain_and_checked`'s rig, and a FaultProxy in front of its server for its crashes."""
+    return plain_and_checked, fault_proxy_factory(plain_and_checked.account.port)
 
 
-def _crash_after_removing(engine: Engine, proxy: FaultProxy) -> None:
-    """Cut the engine's connection right after it removed originals, before their intents complete."""
-    remove = engine.remover.remove
+def _crashed_pass(rig: Rig, proxy: FaultProxy, crash: Callable[[Engine], None]) -> None:
+    """One pass of `rig`'s installation over INBOX through `proxy`, ended by the lost connection that
+    `crash` sets up in its engine."""
+    with rig.at_port(proxy.port).engine() as engine:
+        crash(engine)
+        with pytest.raises(TransientError):
+            engine.encrypt_folder("INBOX")
 
-    def crash(session: Session, folder: str, uids: Sequence[int]) -> None:
-        remove(session, folder, uids)
-        proxy.cut_all()
-        raise TransientError("killed")
 
-    engine.remover.remove = crash  # type: ignore[method-assign]
+def _before_the_recheck(proxy: FaultProxy) -> Callable[[Engine], None]:
+    """A crash as the engine is about to re-check its claims: copies verified, nothing deleted, no
+    intent marked deleting yet."""
+
+    def arm(engine: Engine) -> None:
+        confirm = engine.claims.confirm
+
+        def crash(folder: str, uids: Sequence[int]) -> tuple[set[int], set[int], set[int]]:
+            proxy.cut_all()
+            return confirm(folder, uids)
+
+        engine.claims.confirm = crash  # type: ignore[method-assign]
+
+    return arm
+
+
+def _after_marking(proxy: FaultProxy) -> Callable[[Engine], None]:
+    """A crash right after intents were marked deleting: the removal never reaches the server."""
+
+    def arm(engine: Engine) -> None:
+        mark = engine.journal.mark_deleting
+
+        def crash(intents: Sequence[Intent]) -> None:
+            mark(intents)
+            proxy.cut_all()
+
+        engine.journal.mark_deleting = crash  # type: ignore[method-assign]
+
+    return arm
+
+
+def _after_removing(proxy: FaultProxy) -> Callable[[Engine], None]:
+    """A crash right after originals were removed, before their intents complete."""
+
+    def arm(engine: Engine) -> None:
+        remove = engine.remover.remove
+
+        def crash(session: Session, folder: str, uids: Sequence[int]) -> None:
+            remove(session, folder, uids)
+            proxy.cut_all()
+            raise TransientError("killed")
+
+        engine.remover.remove = crash  # type: ignore[method-assign]
+
+    return arm
 
 
 def _finished_by_another_installation(rig: Rig, name: str, count: int) -> Rig:
@@ -204,21 +244,18 @@ def _finished_by_another_installation(rig: Rig, name: str, count: int) -> Rig:
 @WITH_GMAIL
 @pytest.mark.parametrize("crash", ["after-append", "before-recheck"])
 def test_a_copy_left_by_a_crash_goes_when_another_installation_finished_the_message(
-    plain_and_checked: Rig, fault_proxy_factory: Callable[[int], FaultProxy], crash: str
+    behind_proxy: tuple[Rig, FaultProxy], crash: str
 ) -> None:
     # The laptop appends its copies and dies before deleting anything (the copies unverified, or
     # verified), and stays away longer than the claim lease.
-    rig = plain_and_checked
+    rig, proxy = behind_proxy
     seeds = varied_seeds(2, seed=101)
     rig.mailbox.seed(seeds)
-    proxy = fault_proxy_factory(rig.account.port)
     if crash == "after-append":
         proxy.cut_after("APPEND", 1)
-    with rig.at_port(proxy.port).engine() as laptop:
-        if crash == "before-recheck":
-            _crash_before_the_recheck(laptop, proxy)
-        with pytest.raises(TransientError):
-            laptop.encrypt_folder("INBOX")
+        _crashed_pass(rig, proxy, lambda _: None)
+    else:
+        _crashed_pass(rig, proxy, _before_the_recheck(proxy))
     assert _made_by(rig, [rig]) != [0], "the laptop stored no copy before it crashed"
     desktop = _finished_by_another_installation(rig, "desktop", len(seeds))
     with rig.engine() as laptop:  # the laptop comes back: its copies of the messages go
@@ -232,16 +269,12 @@ def test_a_copy_left_by_a_crash_goes_when_another_installation_finished_the_mess
 
 @VARIANTS
 def test_a_copy_left_by_a_crash_goes_when_the_user_deleted_its_original(
-    plain_and_checked: Rig, fault_proxy_factory: Callable[[int], FaultProxy]
+    behind_proxy: tuple[Rig, FaultProxy],
 ) -> None:
-    rig = plain_and_checked
+    rig, proxy = behind_proxy
     seeds = varied_seeds(3, seed=102)
     uids = rig.mailbox.seed(seeds)
-    proxy = fault_proxy_factory(rig.account.port)
-    with rig.at_port(proxy.port).engine() as laptop:
-        _crash_before_the_recheck(laptop, proxy)
-        with pytest.raises(TransientError):
-            laptop.encrypt_folder("INBOX")
+    _crashed_pass(rig, proxy, _before_the_recheck(proxy))
     assert _made_by(rig, [rig]) == [3]
     with rig.mailbox.client() as client:  # meanwhile, the user deletes one of them in their client
         client.select_folder("INBOX")
@@ -257,25 +290,12 @@ def test_a_copy_left_by_a_crash_goes_when_the_user_deleted_its_original(
 @WITH_GMAIL
 @pytest.mark.parametrize("removed", [False, True], ids=["before-removal", "after-removal"])
 def test_a_crash_once_the_originals_are_being_deleted_keeps_the_copies(
-    plain_and_checked: Rig, fault_proxy_factory: Callable[[int], FaultProxy], removed: bool
+    behind_proxy: tuple[Rig, FaultProxy], removed: bool
 ) -> None:
-    rig = plain_and_checked
+    rig, proxy = behind_proxy
     seeds = varied_seeds(2, seed=103)
     rig.mailbox.seed(seeds)
-    proxy = fault_proxy_factory(rig.account.port)
-    with rig.at_port(proxy.port).engine() as laptop:
-        mark = laptop.journal.mark_deleting
-
-        def crash_after_marking(intents: Sequence[Intent]) -> None:
-            mark(intents)
-            proxy.cut_all()  # the intents are deleting; the removal never reaches the server
-
-        if removed:
-            _crash_after_removing(laptop, proxy)  # the originals are gone; the intents never complete
-        else:
-            laptop.journal.mark_deleting = crash_after_marking  # type: ignore[method-assign]
-        with pytest.raises(TransientError):
-            laptop.encrypt_folder("INBOX")
+    _crashed_pass(rig, proxy, _after_removing(proxy) if removed else _after_marking(proxy))
     with rig.engine() as laptop:
         assert [i.deleting for i in laptop.journal.pending("INBOX")] == [True, True]
         laptop.encrypt_folder("INBOX")
@@ -290,15 +310,9 @@ def test_a_crash_while_recovery_deletes_the_originals_keeps_the_copies(
 ) -> None:
     seeds = varied_seeds(2, seed=104)
     rig.mailbox.seed(seeds)
-    with rig.at_port(fault_proxy.port).engine() as laptop:
-        _crash_before_the_recheck(laptop, fault_proxy)
-        with pytest.raises(TransientError):
-            laptop.encrypt_folder("INBOX")
-    with rig.at_port(fault_proxy.port).engine() as laptop:  # recovery finishes them, and crashes
-        _crash_after_removing(laptop, fault_proxy)
-        with pytest.raises(TransientError):
-            laptop.open_folder("INBOX")
-    assert len(rig.mailbox.state()) == 2, "the originals were not removed"
+    _crashed_pass(rig, fault_proxy, _before_the_recheck(fault_proxy))
+    _crashed_pass(rig, fault_proxy, _after_removing(fault_proxy))  # in the recovery of the next start
+    assert len(rig.mailbox.state()) == 2, "recovery did not remove the originals"
     with rig.engine() as laptop:
         assert laptop.encrypt_folder("INBOX").recovered == 2
     assert_exactly_once(rig, seeds)
