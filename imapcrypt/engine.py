@@ -282,6 +282,7 @@ class Engine:
     def _recover(self, intents: list[Intent]) -> int:
         """Resolve unfinished intents: finish those whose copy is on the server exactly as it was sent,
         drop the others (removing any copy that does not match, while its original is still there).
+        A copy whose original someone else removed goes too (`_removed_elsewhere`).
 
         The originals of all finished ones are removed together: a server that can only expunge a
         whole folder must not see our own half-deleted originals as someone else's.
@@ -292,14 +293,24 @@ class Engine:
         originals = set(self.session.fetch_info([i.src_uid for i in intents], ["Message-ID"]))
         finished: list[tuple[Intent, int]] = []
         rejected: dict[Intent, tuple[list[int], str]] = {}
+        elsewhere: dict[Intent, list[int]] = {}
         for intent in intents:
             good, bad = self._find_copies(intent)
-            if good:
+            # Gone before this installation began to remove it: someone else did. Only for encryption:
+            # a restore's copy is the plaintext, byte for byte what another installation's restore of
+            # the same message stores, so "ours" could be theirs; it keeps the rule below.
+            if (
+                good
+                and intent.src_uid not in originals
+                and intent.direction == "encrypt"
+                and not intent.deleting
+            ):
+                elsewhere[intent] = good
+            elif good:
                 if len(good) > 1 and self.session.can_expunge_uid:
                     # Through the remover: on Gmail a bare expunge would only archive the duplicate.
                     self.remover.remove(self.session, folder, good[1:])
-                if bad:
-                    self._discard(folder, bad, originals)
+                self._discard(folder, bad, originals)  # nothing when there is none
                 finished.append((intent, good[0]))
             elif intent.src_uid in originals and bad:
                 rejected[intent] = (bad, "the copy on the server is not the one that was sent")
@@ -320,12 +331,14 @@ class Engine:
                     )
                 self.journal.abandon([intent])
         self._reject(folder, rejected, originals)
+        self._removed_elsewhere(folder, elsewhere)
         finished = self._still_claimed(folder, finished)
         if finished:
             adopted = self.remover.adopt(self.session, folder, {i.src_uid: c for i, c in finished})
             finished = [(intent, copy_uid) for intent, copy_uid in finished if intent.src_uid in adopted]
             present = sorted(originals & {intent.src_uid for intent, _ in finished})
             if present:
+                self.journal.mark_deleting([intent for intent, _ in finished if intent.src_uid in originals])
                 self.remover.remove(self.session, folder, present)
             self.journal.complete([intent for intent, _ in finished])
         for intent, copy_uid in finished:
@@ -333,12 +346,40 @@ class Engine:
             self._done(folder, intent.direction, intent.src_uid, copy_uid, intent.size)
         return len(intents)
 
+    def _removed_elsewhere(self, folder: str, copies: dict[Intent, list[int]]) -> None:
+        """Recovery: originals gone whose intents are not deleting were removed by someone else while
+        we were down (another installation that took the message over once our claim's lease ran out
+        and stored its own copy, or the user): our copies of them go too, and the intents are dropped.
+
+        Safe because this installation marks an intent deleting before it removes any original
+        (`Journal.mark_deleting`), so none of these is the last instance of its message. The copies
+        match the bytes we sent (a fresh outer Message-ID on Gmail), so none is an original Gmail
+        merged a copy into. A copy that cannot be removed now keeps its intent for the next run.
+        """
+        if not copies:
+            return
+        log.info("folder %s: %d original(s) were removed elsewhere; removing our copies", folder, len(copies))
+        try:
+            self.remover.remove(self.session, folder, sorted(uid for uids in copies.values() for uid in uids))
+        except TransientError:
+            raise
+        except ServerError as exc:
+            self.events.on_error(
+                ServerError(
+                    f"{len(copies)} copy(ies) in {folder} whose originals were removed elsewhere could not "
+                    f"be removed: {exc.message}",
+                    "the next run tries again",
+                )
+            )
+            return
+        self.journal.abandon(list(copies))
+
     def _still_claimed(self, folder: str, finished: list[tuple[Intent, int]]) -> list[tuple[Intent, int]]:
         """Claims hook of recovery: an original still present without our claim was taken over by
         another installation while we were down; our copy goes and the original is left to it.
 
-        An original already gone keeps our copy: we may have deleted it ourselves just before the
-        crash, and a lost message is worse than the duplicate a take-over could leave (engine.md).
+        An original already gone (its intent deleting, see `_recover`) keeps our copy: we may have
+        deleted it ourselves just before the crash, and a lost message is worse than a duplicate.
         """
         if self.claims.mode(folder).name == "NONE":
             return finished
@@ -563,7 +604,7 @@ class Engine:
                         "it stays as plaintext",
                     )
                 )
-            elif isinstance(result, envelope.Sealed) and self._stored_before(status.name, info, result.id):
+            elif isinstance(result, envelope.Sealed) and self._stored_before(status, info, result.id):
                 report.recovered += 1
                 handled.add(info.uid)
             elif isinstance(result, envelope.Sealed):
@@ -672,6 +713,7 @@ class Engine:
                 self.events.on_error(ServerError(f"the copy of uid {src} was merged into it; it is kept"))
             verified = adopted
         if verified:
+            self.journal.mark_deleting([intents[src] for src in verified])
             self.remover.remove(self.session, status.name, sorted(verified))
             self.journal.complete([intents[src] for src in verified])
         for src, copy_uid in verified.items():
@@ -833,12 +875,14 @@ class Engine:
                 verified[src] = uid
         return verified, failed
 
-    def _stored_before(self, folder: str, info: MessageInfo, seal_id: str) -> bool:
+    def _stored_before(self, status: FolderStatus, info: MessageInfo, seal_id: str) -> bool:
         """Finish `info`'s encryption from before a UIDVALIDITY change, if its copy is there.
 
         The copy is proven as recovery proves one (its bytes match the digest journalled when it was
-        sent); then the original is removed and True returned. False: store a copy as usual.
+        sent); then the original is removed under an intent journalled as deleting, and True returned.
+        False: store a copy as usual.
         """
+        folder = status.name
         orphan = self._orphans.get(folder, {}).pop(seal_id, None)
         if orphan is None:
             return False
@@ -849,7 +893,10 @@ class Engine:
             self.remover.remove(self.session, folder, copies[1:])
         if info.uid not in self.remover.adopt(self.session, folder, {info.uid: copies[0]}):
             return False
+        intent = dataclasses.replace(orphan, uidvalidity=status.uidvalidity, src_uid=info.uid, deleting=True)
+        self.journal.begin([intent])  # deleting from the start: the copy is proven already
         self.remover.remove(self.session, folder, [info.uid])
+        self.journal.complete([intent])
         log.info("folder %s: finished uid %d, stored before a UIDVALIDITY change", folder, info.uid)
         self._done(folder, "encrypt", info.uid, copies[0], orphan.size)
         return True

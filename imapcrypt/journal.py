@@ -1,9 +1,10 @@
 """The local journal (docs/engine.md): one SQLite file per account, the engine's memory across crashes.
 
 It records, per folder, the UIDVALIDITY and the watermark (highest UID fully handled), and per
-message an *intent* written before the server is touched and completed after, and per message whose
-copies failed verification the count and reason. It never holds a body, a subject or an address: only
-UIDs, sizes, the keyed message id and the keyed digest of each copy sent.
+message an *intent* written before the server is touched, marked *deleting* before its original is
+removed and completed after, and per message whose copies failed verification the count and reason.
+It never holds a body, a subject or an address: only UIDs, sizes, the keyed message id and the keyed
+digest of each copy sent.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from imapcrypt.errors import ConfigError, JournalError
 from imapcrypt.events import Direction
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # SQLite's file header is 100 bytes: a journal file shorter than that was cut (docs/engine.md).
 _SQLITE_HEADER_BYTES = 100
 
@@ -75,6 +76,14 @@ CREATE TABLE rejected (
     PRIMARY KEY (folder, uidvalidity, src_uid, direction)
 );
 """
+# Version 4 (docs/engine.md, many installations): whether the engine may have started removing an
+# intent's original. Recovery keeps a copy whose original is gone only then; otherwise someone else
+# removed the original and the copy goes too. Intents from before cannot tell: they count as deleting,
+# as every intent did (the copy stays: a duplicate rather than a lost message).
+_SCHEMA_V4 = """
+ALTER TABLE intent ADD COLUMN deleting INTEGER NOT NULL DEFAULT 0;
+UPDATE intent SET deleting = 1
+"""
 
 
 def _damaged(path: Path, what: str) -> JournalError:
@@ -94,9 +103,9 @@ class Intent:
     `seal_id` names the copy being written (its X-Imapcrypt id, or for a restore the keyed id of the
     original's bytes); `size` is the copy's size; `uidnext` the folder's UIDNEXT before the APPEND, so
     recovery knows where a copy could be; `digest` the keyed digest (message/copy.py) of the copy's
-    bytes as sent, the
-    only proof recovery accepts that a copy on the server is this one ("" in intents written before
-    schema 3: no copy is trusted for them).
+    bytes as sent, the only proof recovery accepts that a copy on the server is this one ("" in
+    intents written before schema 3: no copy is trusted for them); `deleting` whether the engine may
+    have started removing the original (`Journal.mark_deleting`; True for intents from before schema 4).
     """
 
     folder: str
@@ -107,6 +116,7 @@ class Intent:
     size: int
     uidnext: int
     digest: str = ""
+    deleting: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,7 +190,7 @@ class Journal:
                 f"{self.path}: journal schema {version} is newer than this imapcrypt understands",
                 "upgrade imapcrypt (an older version must not rewrite a newer journal)",
             )
-        steps = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)]
+        steps = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3), (4, _SCHEMA_V4)]
         for target, schema in steps:
             if version >= target:
                 continue
@@ -258,7 +268,7 @@ class Journal:
                 self._ensure(folder)
             self._db.executemany(
                 "INSERT OR REPLACE INTO intent (folder, uidvalidity, src_uid, direction, seal_id, size, "
-                "uidnext, created, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "uidnext, created, digest, deleting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         i.folder,
@@ -270,9 +280,20 @@ class Journal:
                         i.uidnext,
                         now,
                         i.digest,
+                        i.deleting,
                     )
                     for i in intents
                 ],
+            )
+
+    def mark_deleting(self, intents: Sequence[Intent]) -> None:
+        """Record, committed, that the engine is about to remove these intents' originals: from now on
+        recovery keeps their copies even when the originals are gone (the engine may have removed them)."""
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE intent SET deleting = 1 "
+                "WHERE folder = ? AND uidvalidity = ? AND src_uid = ? AND direction = ?",
+                [_key(i) for i in intents],
             )
 
     def complete(self, intents: Sequence[Intent]) -> None:
@@ -305,11 +326,14 @@ class Journal:
     def pending(self, name: str) -> list[Intent]:
         """The folder's unfinished intents, oldest UID first."""
         rows = self._db.execute(
-            "SELECT folder, uidvalidity, src_uid, direction, seal_id, size, uidnext, digest "
+            "SELECT folder, uidvalidity, src_uid, direction, seal_id, size, uidnext, digest, deleting "
             "FROM intent WHERE folder = ? ORDER BY src_uid",
             (name,),
         ).fetchall()
-        return [Intent(*row) for row in rows]
+        return [
+            Intent(folder, uidvalidity, src_uid, direction, seal_id, size, uidnext, digest, bool(deleting))
+            for folder, uidvalidity, src_uid, direction, seal_id, size, uidnext, digest, deleting in rows
+        ]
 
     # -- copies the server did not store as sent (schema 3) ------------------------------------------
     def reject(self, intent: Intent, reason: str, park_after: int) -> Rejected:

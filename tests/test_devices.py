@@ -8,7 +8,7 @@ import email.parser
 import random
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,11 @@ import pytest
 
 from imapcrypt.doctor.checks import check_account
 from imapcrypt.doctor.devices import SHARE
+from imapcrypt.engine import Engine
+from imapcrypt.errors import TransientError
 from imapcrypt.imap.claims import PREFIX, Mode, claim_keyword, is_claim
+from imapcrypt.imap.session import Session
+from imapcrypt.journal import Intent
 from imapcrypt.message import envelope
 from imapcrypt.setup import SetUp, base_config
 from tests.fixtures.corpus import varied_seeds
@@ -30,6 +34,7 @@ from tests.fixtures.keyrings import MemoryKeyring
 from tests.fixtures.mailbox import Mailbox
 from tests.fixtures.mailutils import MailutilsServer
 from tests.fixtures.processes import daemon_process
+from tests.fixtures.proxy import FaultProxy
 from tests.fixtures.waiting import wait_for
 from tests.test_doctor import by_name
 
@@ -157,6 +162,162 @@ def test_a_message_taken_over_before_our_delete_keeps_only_the_other_copy(plain_
         server.encrypt_folder("INBOX")
     assert_exactly_once(rig, seeds)
     assert _all_encrypted(rig)
+
+
+@pytest.fixture
+def behind_proxy(
+    plain_and_checked: Rig, fault_proxy_factory: Callable[[int], FaultProxy]
+) -> tuple[Rig, FaultProxy]:
+    """`plain_and_checked`'s rig, and a FaultProxy in front of its server for its crashes."""
+    return plain_and_checked, fault_proxy_factory(plain_and_checked.account.port)
+
+
+def _crashed_pass(rig: Rig, proxy: FaultProxy, crash: Callable[[Engine], None]) -> None:
+    """One pass of `rig`'s installation over INBOX through `proxy`, ended by the lost connection that
+    `crash` sets up in its engine."""
+    with rig.at_port(proxy.port).engine() as engine:
+        crash(engine)
+        with pytest.raises(TransientError):
+            engine.encrypt_folder("INBOX")
+
+
+def _before_the_recheck(proxy: FaultProxy) -> Callable[[Engine], None]:
+    """A crash as the engine is about to re-check its claims: copies verified, nothing deleted, no
+    intent marked deleting yet."""
+
+    def arm(engine: Engine) -> None:
+        confirm = engine.claims.confirm
+
+        def crash(folder: str, uids: Sequence[int]) -> tuple[set[int], set[int], set[int]]:
+            proxy.cut_all()
+            return confirm(folder, uids)
+
+        engine.claims.confirm = crash  # type: ignore[method-assign]
+
+    return arm
+
+
+def _after_marking(proxy: FaultProxy) -> Callable[[Engine], None]:
+    """A crash right after intents were marked deleting: the removal never reaches the server."""
+
+    def arm(engine: Engine) -> None:
+        mark = engine.journal.mark_deleting
+
+        def crash(intents: Sequence[Intent]) -> None:
+            mark(intents)
+            proxy.cut_all()
+
+        engine.journal.mark_deleting = crash  # type: ignore[method-assign]
+
+    return arm
+
+
+def _after_removing(proxy: FaultProxy) -> Callable[[Engine], None]:
+    """A crash right after originals were removed, before their intents complete."""
+
+    def arm(engine: Engine) -> None:
+        remove = engine.remover.remove
+
+        def crash(session: Session, folder: str, uids: Sequence[int]) -> None:
+            remove(session, folder, uids)
+            proxy.cut_all()
+            raise TransientError("killed")
+
+        engine.remover.remove = crash  # type: ignore[method-assign]
+
+    return arm
+
+
+def _finished_by_another_installation(rig: Rig, name: str, count: int) -> Rig:
+    """Another installation meets the messages under our (crashed) claims, waits out the lease, takes
+    them over and finishes them: its copies stored, the originals deleted."""
+    other = another_installation(rig, name)
+    now = [0.0]
+    with other.engine() as engine:
+        engine.claims.monotonic = lambda: now[0]
+        assert engine.encrypt_folder("INBOX").waiting == count, "a live claim was not respected"
+        now[0] += engine.claims.lease
+        assert engine.encrypt_folder("INBOX").encrypted == count
+    return other
+
+
+@WITH_GMAIL
+@pytest.mark.parametrize("crash", ["after-append", "before-recheck"])
+def test_a_copy_left_by_a_crash_goes_when_another_installation_finished_the_message(
+    behind_proxy: tuple[Rig, FaultProxy], crash: str
+) -> None:
+    # The laptop appends its copies and dies before deleting anything (the copies unverified, or
+    # verified), and stays away longer than the claim lease.
+    rig, proxy = behind_proxy
+    seeds = varied_seeds(2, seed=101)
+    rig.mailbox.seed(seeds)
+    if crash == "after-append":
+        proxy.cut_after("APPEND", 1)
+        _crashed_pass(rig, proxy, lambda _: None)
+    else:
+        _crashed_pass(rig, proxy, _before_the_recheck(proxy))
+    assert _made_by(rig, [rig]) != [0], "the laptop stored no copy before it crashed"
+    desktop = _finished_by_another_installation(rig, "desktop", len(seeds))
+    with rig.engine() as laptop:  # the laptop comes back: its copies of the messages go
+        assert laptop.journal.pending("INBOX"), "the crash left no intent to recover"
+        assert laptop.encrypt_folder("INBOX").encrypted == 0
+        assert laptop.journal.pending("INBOX") == []
+    assert_exactly_once(rig, seeds)
+    assert _made_by(rig, [rig, desktop]) == [0, len(seeds)]
+    assert not _claims_on_server(rig)
+
+
+@VARIANTS
+def test_a_copy_left_by_a_crash_goes_when_the_user_deleted_its_original(
+    behind_proxy: tuple[Rig, FaultProxy],
+) -> None:
+    rig, proxy = behind_proxy
+    seeds = varied_seeds(3, seed=102)
+    uids = rig.mailbox.seed(seeds)
+    _crashed_pass(rig, proxy, _before_the_recheck(proxy))
+    assert _made_by(rig, [rig]) == [3]
+    with rig.mailbox.client() as client:  # meanwhile, the user deletes one of them in their client
+        client.select_folder("INBOX")
+        client.delete_messages([uids[0]])
+        client.expunge()
+    with rig.engine() as laptop:
+        assert laptop.encrypt_folder("INBOX").recovered == 3
+    assert_exactly_once(rig, seeds[1:])  # not brought back as its copy
+    assert _all_encrypted(rig)
+    assert not _claims_on_server(rig)
+
+
+@WITH_GMAIL
+@pytest.mark.parametrize("removed", [False, True], ids=["before-removal", "after-removal"])
+def test_a_crash_once_the_originals_are_being_deleted_keeps_the_copies(
+    behind_proxy: tuple[Rig, FaultProxy], removed: bool
+) -> None:
+    rig, proxy = behind_proxy
+    seeds = varied_seeds(2, seed=103)
+    rig.mailbox.seed(seeds)
+    _crashed_pass(rig, proxy, _after_removing(proxy) if removed else _after_marking(proxy))
+    with rig.engine() as laptop:
+        assert [i.deleting for i in laptop.journal.pending("INBOX")] == [True, True]
+        laptop.encrypt_folder("INBOX")
+        assert laptop.journal.pending("INBOX") == []
+    assert_exactly_once(rig, seeds)  # the copies stayed: nothing lost
+    assert _made_by(rig, [rig]) == [2]
+    assert not _claims_on_server(rig)
+
+
+def test_a_crash_while_recovery_deletes_the_originals_keeps_the_copies(
+    rig: Rig, fault_proxy: FaultProxy
+) -> None:
+    seeds = varied_seeds(2, seed=104)
+    rig.mailbox.seed(seeds)
+    _crashed_pass(rig, fault_proxy, _before_the_recheck(fault_proxy))
+    _crashed_pass(rig, fault_proxy, _after_removing(fault_proxy))  # in the recovery of the next start
+    assert len(rig.mailbox.state()) == 2, "recovery did not remove the originals"
+    with rig.engine() as laptop:
+        assert laptop.encrypt_folder("INBOX").recovered == 2
+    assert_exactly_once(rig, seeds)
+    assert _made_by(rig, [rig]) == [2]
+    assert not _claims_on_server(rig)
 
 
 def test_claims_left_by_a_crash_are_released_on_the_next_start(rig: Rig) -> None:

@@ -281,6 +281,41 @@ def test_a_uidvalidity_change_while_copies_wait_for_their_originals_deletion_dup
     assert all_encrypted(rig, work)
 
 
+def test_a_crash_as_the_rescan_deletes_a_renumbered_original_duplicates_nothing(
+    exact_server: LoggingServer,
+    rig_at: Callable[[LoggingServer], Rig],
+    fault_proxy_factory: Callable[[int], FaultProxy],
+) -> None:
+    """The rescan after a renumbering finishes an original whose copy is there under a new intent,
+    journalled as deleting: a crash before that deletion reaches the server leaves recovery the
+    intent to finish, not an original and its copy side by side."""
+    seeds = SEEDS[:1]  # the crash ends the rescan: originals it never reached are a pair (engine.md)
+    rig = rig_at(exact_server).with_policy(folders=("Work",))
+    work = rig.mailbox.folder("Work")
+    rig = rig.with_policy(folders=(work,))
+    rig.mailbox.seed(seeds, folder=work)
+    proxy = fault_proxy_factory(exact_server.port)
+    proxy.cut_before("UID STORE", 2)  # as above: copy stored and verified, original untouched
+    with pytest.raises(TransientError), rig.at_port(proxy.port).engine() as engine:
+        engine.encrypt_folder(work)
+    _renumber(rig.mailbox, work)
+    with rig.at_port(proxy.port).engine() as engine:
+
+        def crash(*_: object) -> None:
+            proxy.cut_all()
+            raise TransientError("killed")
+
+        engine.remover.remove = crash  # type: ignore[method-assign]
+        with pytest.raises(TransientError):
+            engine.encrypt_folder(work)
+        assert [i.deleting for i in engine.journal.pending(work)] == [True]
+    assert len(rig.mailbox.state(work)) == 2
+    with rig.engine() as engine:
+        assert engine.encrypt_folder(work).recovered == 1
+    assert_exactly_once(rig, seeds, folder=work)
+    assert all_encrypted(rig, work)
+
+
 def _renumber(mailbox: Mailbox, folder: str) -> None:
     """Give `folder` a new UIDVALIDITY with the same messages, flags and dates (copy out, recreate,
     copy back), as a server does when a mailbox is restored or migrated."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from imapcrypt.errors import ConfigError
-from imapcrypt.journal import _SCHEMA_V1, SCHEMA_VERSION, Intent, Journal
+from imapcrypt.journal import _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, SCHEMA_VERSION, Intent, Journal
 
 
 def _intent(uid: int, folder: str = "INBOX", uidvalidity: int = 7) -> Intent:
@@ -27,6 +28,24 @@ def test_intents_survive_a_reopen_until_completed_or_abandoned(tmp_path: Path) -
     with Journal(path) as journal:
         assert journal.pending("INBOX") == [_intent(2)]
         assert journal.pending("Archive") == []
+
+
+def test_an_intent_marked_deleting_stays_marked_until_it_is_resolved(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    with Journal(path) as journal:
+        journal.set_uidvalidity("INBOX", 7)
+        journal.begin([_intent(1), _intent(2), _intent(3)])
+        journal.mark_deleting([_intent(2), _intent(3)])
+    with Journal(path) as journal:
+        assert [(i.src_uid, i.deleting) for i in journal.pending("INBOX")] == [
+            (1, False),
+            (2, True),
+            (3, True),
+        ]
+        journal.complete([replace(_intent(2), deleting=True)])
+        # Written afresh (a new attempt after recovery dropped the old one), an intent starts undecided.
+        journal.begin([_intent(3)])
+        assert [(i.src_uid, i.deleting) for i in journal.pending("INBOX")] == [(1, False), (3, False)]
 
 
 def test_the_watermark_moves_up_and_a_new_uidvalidity_starts_the_folder_afresh(tmp_path: Path) -> None:
@@ -77,7 +96,7 @@ def test_a_version_1_journal_migrates_to_version_2(tmp_path: Path) -> None:
     db.close()
     with Journal(path) as journal:
         assert journal.folder("INBOX").watermark == 42
-        assert [(i.src_uid, i.digest) for i in journal.pending("INBOX")] == [(3, "")]
+        assert [(i.src_uid, i.digest, i.deleting) for i in journal.pending("INBOX")] == [(3, "", True)]
         journal.add_uploaded("2031-05-06", 10)
         journal.add_uploaded("2031-05-06", 5)
         assert journal.uploaded("2031-05-06") == 15
@@ -86,7 +105,38 @@ def test_a_version_1_journal_migrates_to_version_2(tmp_path: Path) -> None:
         assert journal.pending_purges() == [12]
     check = sqlite3.connect(path)
     try:
-        # On through version 3 (the copies' digests, docs/engine.md), which tests/test_verification.py covers.
-        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        # On through version 3 (the copies' digests, docs/engine.md), which tests/test_verification.py
+        # covers, and version 4 (below).
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     finally:
         check.close()
+
+
+def test_a_version_3_journal_counts_its_pending_intents_as_deleting(tmp_path: Path) -> None:
+    """Version 3 did not record whether an original's removal had begun: recovery must keep the copies
+    of those intents whose originals are gone (docs/engine.md, many installations)."""
+    path = tmp_path / "journal.sqlite3"
+    with sqlite3.connect(path) as db:
+        for statement in ";".join([_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3]).split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("INSERT INTO folder (name, uidvalidity, watermark) VALUES ('INBOX', 7, 2)")
+        db.executemany(
+            "INSERT INTO intent VALUES ('INBOX', 7, ?, ?, 'abc', 100, 9, 'then', ?)",
+            [(3, "encrypt", "d3"), (4, "restore", "d4")],
+        )
+        db.execute("PRAGMA user_version = 3")
+    db.close()
+    with Journal(path) as journal:
+        pending = journal.pending("INBOX")
+        assert [(i.src_uid, i.direction, i.digest, i.deleting) for i in pending] == [
+            (3, "encrypt", "d3", True),
+            (4, "restore", "d4", True),
+        ]
+        journal.complete(pending)
+        journal.begin([_intent(5)])  # written by this version: not deleting until marked
+        assert [(i.src_uid, i.deleting) for i in journal.pending("INBOX")] == [(5, False)]
+        assert journal.folder("INBOX").encrypted == journal.folder("INBOX").restored == 1
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    check.close()
