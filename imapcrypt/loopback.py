@@ -6,6 +6,7 @@ The caller gives what to serve; this runs it, reports a failure to start() and s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -62,9 +63,21 @@ class LoopbackThread:
             self._ready.set()
 
     async def _serve(self, prepare: Prepare, port: int) -> None:
+        # Python 3.11's Server.close() leaves open connections alone: they are closed here on stop,
+        # or their sockets outlive the server (and its loop) unclosed.
+        connections: set[asyncio.StreamWriter] = set()
+
         async with AsyncExitStack() as stack:
             handler = await prepare(stack)
-            server = await asyncio.start_server(handler, host=LOOPBACK, port=port)
+
+            async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                connections.add(writer)
+                try:
+                    await handler(reader, writer)
+                finally:
+                    connections.discard(writer)
+
+            server = await asyncio.start_server(tracked, host=LOOPBACK, port=port)
             await stack.enter_async_context(server)
             serving = asyncio.create_task(server.serve_forever())
             stack.callback(serving.cancel)
@@ -76,6 +89,7 @@ class LoopbackThread:
             # _stopping: a stop() that comes before the loop is known is not lost.
             if not self._stopping.is_set():
                 await self._wake.wait()
+            await _close_all(connections)
 
     def stop(self) -> None:
         """Stop listening, close what prepare entered and wait for the thread (again: nothing to do).
@@ -90,3 +104,15 @@ class LoopbackThread:
         if self._serving and self._failure is not None:
             log.warning("%s stopped with an error: %r", self.name, self._failure)
             self._serving = False
+
+
+async def _close_all(connections: set[asyncio.StreamWriter]) -> None:
+    """Close every client connection still open, waiting a little for each to finish closing."""
+    writers = list(connections)
+    for writer in writers:
+        writer.close()
+    if writers:
+        # A connection the client already dropped fails to close cleanly: that is fine, and taken.
+        closing = asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closing, STOP_SECONDS / 2)

@@ -63,3 +63,24 @@ def test_a_port_in_use_is_raised_by_start() -> None:
             LoopbackThread("test-loopback-second").start(_echo, port, timeout=10)
     finally:
         first.stop()
+
+
+def test_stop_closes_connections_a_client_still_holds() -> None:
+    # Python 3.11's Server.close() leaves them open: their sockets would outlive the loop, unclosed
+    # (a ResourceWarning, an error under this suite's warning filter).
+    async def idle(_stack: AsyncExitStack) -> Handler:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"hi\n")
+            await writer.drain()
+            await reader.read()  # until the client goes, which it does not
+
+        return handle
+
+    server = LoopbackThread("test-loopback-idle")
+    port = server.start(idle, 0, timeout=10)
+    with socket.create_connection((LOOPBACK, port), timeout=10) as client:
+        stream = client.makefile("rb")
+        assert stream.readline() == b"hi\n"
+        server.stop()
+        assert stream.read() == b""  # the server closed its end
+    assert _threads("test-loopback-idle") == []
