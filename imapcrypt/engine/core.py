@@ -1,4 +1,4 @@
-"""The engine (docs/engine.md): replace a folder's plaintext messages by encrypted copies, or back.
+"""The engine's protocol (docs/engine.md): replace a folder's plaintext messages by encrypted copies.
 
 For every message: journal the intent (with the digest of the copy), APPEND the copy with the
 original's flags and INTERNALDATE, verify that the server gives back exactly the bytes sent, delete the
@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from imapcrypt.config.model import Account
+from imapcrypt.engine.batches import GROUP_BYTES, Prepared, Sealing, Watermark, by_bytes, chunks
+from imapcrypt.engine.copies import CopyFinder
+from imapcrypt.engine.report import FolderReport, ServerAltersMessages, unverified_note
+from imapcrypt.engine.rewrite import rewrite_folder
 from imapcrypt.errors import (
-    EnvelopeError,
     ImapcryptError,
     QuotaError,
     ServerError,
@@ -37,105 +38,17 @@ from imapcrypt.imap.removers import Remover, remover_for
 from imapcrypt.imap.session import FolderStatus, MessageInfo, Session
 from imapcrypt.imap.upload_budget import UploadBudget, daily_upload_limit
 from imapcrypt.journal import Intent, Journal
-from imapcrypt.keys.manage import encryption_key_ids
 from imapcrypt.message import copy, envelope
-from imapcrypt.openpgp import gnupg as openpgp
 from imapcrypt.openpgp.gnupg import GnuPG
 
 log = logging.getLogger(__name__)
 
-# Bodies fetched and held at once: bounds memory whatever the mailbox holds. Encryption runs one group
-# ahead of storing, so two groups (each at most half of this) are in memory at a time, each with its
-# copies. 16 MiB groups still move over 50 MiB/s at 50 ms RTT (docs/engine.md, "Memory").
-MAX_BYTES_IN_FLIGHT = 32 * 1024 * 1024
-GROUP_BYTES = MAX_BYTES_IN_FLIGHT // 2
-# Stored copies downloaded at once to compare them with what was sent: verification adds at most this
-# much to the memory above.
-VERIFY_BYTES = 8 * 1024 * 1024
-VERIFY_FIELDS = (copy.MARKER_HEADER, "Content-Type")
 # Copies of one message that may fail verification (each removed again) before it is parked.
 MAX_VERIFY_FAILURES = 3
-# The recipients' PKESK packets sit at the start of a copy's armor: this much of it names them all.
-_KEY_ID_BYTES = 65536
 _PARKED_FIX = (
     "it stays as it is; see `imapcrypt status`, and once the server is fixed run "
     "`imapcrypt backlog --retry-parked`"
 )
-
-
-@dataclass
-class FolderReport:
-    """What one pass over a folder did (counts only: no subjects, no addresses)."""
-
-    folder: str
-    candidates: int = 0
-    encrypted: int = 0
-    restored: int = 0
-    already_ours: int = 0
-    sender_encrypted: int = 0
-    too_young: int = 0
-    marked_deleted: int = 0
-    waiting: int = 0
-    failed: int = 0
-    recovered: int = 0
-    would_encrypt: int = 0
-    too_large: int = 0  # copies over the server's APPENDLIMIT: skipped, reported, never half-processed
-    rejected: int = 0  # copies the server did not store as sent: removed, the original kept for a retry
-    parked: int = 0  # messages whose copies failed verification MAX_VERIFY_FAILURES times: left alone
-    # Copies stored but not to be found on the server even after NOOPs: originals kept, intents left
-    # for the next run. A failure for the exit code, `status` and the tray, not "nothing to do".
-    unverified: int = 0
-
-
-class ServerAltersMessages(ServerError):
-    """The server changes messages as it stores them, so no copy can ever be proven: nothing is
-    deleted there, ever (docs/providers.md#servers-that-change-stored-mail)."""
-
-    def __init__(self, host: str) -> None:
-        super().__init__(
-            f"{host} changes the messages it stores (an mbox server adding its own headers), so no "
-            "encrypted copy can be verified; the mail stays as plaintext",
-            "use a server that stores messages as sent (Maildir or a database); see docs/providers.md",
-        )
-
-
-def unverified_note(report: FolderReport) -> str | None:
-    """The journal's last error for a run that left copies unverified (shown by `status`), or None."""
-    if not report.unverified:
-        return None
-    return (
-        f"{report.unverified} copies could not be verified on the server; "
-        "their originals are kept and the next run checks again"
-    )
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A copy ready to be stored in place of the original `info`."""
-
-    info: MessageInfo
-    copy: bytes
-    seal_id: str
-    flags: tuple[bytes, ...]
-    when: dt.datetime
-
-
-def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _by_bytes(infos: Sequence[MessageInfo], limit: int) -> Iterator[list[MessageInfo]]:
-    group: list[MessageInfo] = []
-    total = 0
-    for info in infos:
-        if group and total + info.size > limit:
-            yield group
-            group, total = [], 0
-        group.append(info)
-        total += info.size
-    if group:
-        yield group
 
 
 def seal_for(account: Account, gpg: GnuPG, id_secret: bytes, raw: bytes, *, gmail: bool) -> envelope.Sealed:
@@ -149,38 +62,6 @@ def seal_for(account: Account, gpg: GnuPG, id_secret: bytes, raw: bytes, *, gmai
         outer_headers=account.outer_headers,
         replace_message_id=gmail,
     )
-
-
-@dataclass(frozen=True)
-class _Sealing:
-    """A group whose bodies are being sealed on the worker pool."""
-
-    group: list[MessageInfo]
-    present: list[MessageInfo]
-    futures: list[Future[envelope.Sealed | ImapcryptError | None]]
-
-
-class _Watermark:
-    """Moves a folder's watermark over the longest run of handled UIDs from the start of `uids`.
-
-    A UID that is not handled (too young, failed, still being sealed) holds it there: the watermark
-    never passes a message that needs more work.
-    """
-
-    def __init__(self, journal: Journal, folder: str, uids: Sequence[int], enabled: bool) -> None:
-        self.journal = journal
-        self.folder = folder
-        self.uids = uids
-        self.enabled = enabled
-        self.next = 0
-
-    def advance(self, handled: set[int]) -> None:
-        """Move up over every UID now handled, in order."""
-        start = self.next
-        while self.next < len(self.uids) and self.uids[self.next] in handled:
-            self.next += 1
-        if self.enabled and self.next > start:
-            self.journal.advance_watermark(self.folder, self.uids[self.next - 1])
 
 
 class Engine:
@@ -214,14 +95,15 @@ class Engine:
         self._orphans: dict[str, dict[str, Intent]] = {}
         # Coordination with other installations on this mailbox (off without a keyword).
         self.claims = Claims(session, claim_keyword, account.claim_lease_minutes * 60)
+        self.copies = CopyFinder(session, id_secret)  # our copies on the server, proven by their bytes
         # Set from another thread to stop after the batch in flight (a clean shutdown).
         self.stopping = threading.Event()
         workers = account.workers or min(os.cpu_count() or 1, 4)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imapcrypt-seal")
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imapcrypt-seal")
 
     def close(self) -> None:
         """Stop the worker pool (the session and journal belong to the caller)."""
-        self._pool.shutdown(wait=True)
+        self.pool.shutdown(wait=True)
 
     def __enter__(self) -> Engine:
         return self
@@ -256,18 +138,7 @@ class Engine:
         self.claims.release_leftovers(folder)
         return status, recovered
 
-    def _copies_on_server(self) -> dict[str, list[int]]:
-        """Marker id -> UIDs of every message in the selected folder that claims to be our copy."""
-        uids = self.session.search_header(copy.MARKER_HEADER, "id=")
-        found: dict[str, list[int]] = {}
-        for batch in _chunks(uids, 1000):
-            for uid, info in sorted(self.session.fetch_info(batch, VERIFY_FIELDS).items()):
-                ident = copy.copy_id(info.headers)
-                if ident is not None:
-                    found.setdefault(ident, []).append(uid)
-        return found
-
-    def _drop_unvouched(self, folder: str, prepared: list[_Prepared]) -> None:
+    def _drop_unvouched(self, folder: str, prepared: list[Prepared]) -> None:
         """Remove the copies no journal vouches for of the messages about to be encrypted again.
 
         Such a copy was made under a journal that is gone, so it cannot be verified; its original is
@@ -295,7 +166,7 @@ class Engine:
         rejected: dict[Intent, tuple[list[int], str]] = {}
         elsewhere: dict[Intent, list[int]] = {}
         for intent in intents:
-            good, bad = self._find_copies(intent)
+            good, bad = self.copies.find(intent)
             # Gone before this installation began to remove it: someone else did. Only for encryption:
             # a restore's copy is the plaintext, byte for byte what another installation's restore of
             # the same message stores, so "ours" could be theirs; it keeps the rule below.
@@ -393,38 +264,6 @@ class Engine:
             self.journal.abandon([i for i, _ in lost])
         return [(i, c) for i, c in finished if (i, c) not in lost]
 
-    def _find_copies(self, intent: Intent) -> tuple[list[int], list[int]]:
-        """The copies of an intent's message on the server, lowest UID first: those whose bytes match
-        the digest recorded when it was sent, and those that claim to be its copy but do not match.
-
-        Only the bytes decide: the header facts (message/copy.py) are what anyone can write, and a
-        server may report a size that is not the size of what it stores. The copies of a restore
-        cannot claim anything, so for a restore only matches are found.
-        """
-        if intent.direction == "encrypt":
-            candidates = self.session.search_header(copy.MARKER_HEADER, intent.seal_id)
-        else:
-            candidates = self.session.uids_above(intent.uidnext - 1)
-        good: list[int] = []
-        bad: list[int] = []
-        for uid, body in self._stored([uid for uid in candidates if uid != intent.src_uid]):
-            if intent.digest and copy.digest(body, self.id_secret) == intent.digest:
-                good.append(uid)
-            elif intent.direction == "restore" and not intent.digest:
-                # A restore journalled before schema 3: its keyed id is of the exact bytes, as good.
-                if envelope.message_id(body, self.id_secret) == intent.seal_id:
-                    good.append(uid)
-            elif intent.direction == "encrypt" and copy.copy_id(body) == intent.seal_id:
-                bad.append(uid)
-        return sorted(good), sorted(bad)
-
-    def _stored(self, uids: Sequence[int]) -> Iterator[tuple[int, bytes]]:
-        """The bytes the server stores for `uids`, downloaded a few megabytes at a time."""
-        infos = self.session.fetch_info(uids, ["Message-ID"])
-        for group in _by_bytes([infos[uid] for uid in sorted(infos)], VERIFY_BYTES):
-            bodies = self.session.fetch_bodies([info.uid for info in group])
-            yield from sorted(bodies.items())
-
     def _reject(
         self, folder: str, rejected: dict[Intent, tuple[list[int], str]], originals: set[int]
     ) -> dict[int, bool]:
@@ -496,9 +335,9 @@ class Engine:
             parked = self.journal.parked(folder, "encrypt")
             meter = RateMeter(self.account.name, folder, len(uids))
             handled: set[int] = set()
-            mark = _Watermark(self.journal, folder, uids, enabled=not dry_run)
-            sealing: _Sealing | None = None
-            for batch in _chunks(uids, self.account.batch_size):
+            mark = Watermark(self.journal, folder, uids, enabled=not dry_run)
+            sealing: Sealing | None = None
+            for batch in chunks(uids, self.account.batch_size):
                 if self.stopping.is_set():
                     break
                 done, groups = self._classify_batch(status, batch, report, dry_run, parked)
@@ -567,7 +406,7 @@ class Engine:
                 self.events.on_error(ServerError(f"not encrypting now: {refusal}", "it will be retried"))
                 return handled, []
             todo = self._claim(status.name, todo, report)
-        return handled, list(_by_bytes(todo, GROUP_BYTES))
+        return handled, list(by_bytes(todo, GROUP_BYTES))
 
     def _claim(self, folder: str, todo: list[MessageInfo], report: FolderReport) -> list[MessageInfo]:
         """Claims hook: keep the messages this installation now holds; the others wait (another
@@ -578,18 +417,18 @@ class Engine:
         report.waiting += len(todo) - len(ours)
         return [info for info in todo if info.uid in ours]
 
-    def _start_sealing(self, group: list[MessageInfo]) -> _Sealing:
+    def _start_sealing(self, group: list[MessageInfo]) -> Sealing:
         """Fetch a group's bodies and hand them to the worker pool; returns at once."""
         bodies = self.session.fetch_bodies([i.uid for i in group])
         present = [info for info in group if info.uid in bodies]
-        futures = [self._pool.submit(self._seal, info, bodies.pop(info.uid)) for info in present]
-        return _Sealing(group, present, futures)
+        futures = [self.pool.submit(self.seal, info, bodies.pop(info.uid)) for info in present]
+        return Sealing(group, present, futures)
 
-    def _finish_sealing(self, status: FolderStatus, sealing: _Sealing, report: FolderReport) -> set[int]:
+    def _finish_sealing(self, status: FolderStatus, sealing: Sealing, report: FolderReport) -> set[int]:
         """Wait for a group's sealed copies and store them; the UIDs that need no more work."""
         present_uids = {info.uid for info in sealing.present}
         handled = {info.uid for info in sealing.group if info.uid not in present_uids}  # expunged meanwhile
-        prepared: list[_Prepared] = []
+        prepared: list[Prepared] = []
         limit = self.session.append_limit
         for info, future in zip(sealing.present, sealing.futures, strict=True):
             result = future.result()
@@ -609,7 +448,7 @@ class Engine:
                 handled.add(info.uid)
             elif isinstance(result, envelope.Sealed):
                 flags = without_claims(info.flags)  # a copy never carries a claim
-                prepared.append(_Prepared(info, result.message, result.id, flags, info.internaldate))
+                prepared.append(Prepared(info, result.message, result.id, flags, info.internaldate))
             elif result is None:
                 report.sender_encrypted += 1
                 handled.add(info.uid)
@@ -618,11 +457,11 @@ class Engine:
                 self.events.on_error(result)
         if self._listing_unvouched and prepared:
             self._listing_unvouched = False
-            self._unvouched = self._copies_on_server()
+            self._unvouched = self.copies.on_server()
         if self._unvouched:
             self._drop_unvouched(status.name, prepared)
         try:
-            stored, parked = self._store(status, prepared, "encrypt", report)
+            stored, parked = self.store(status, prepared, "encrypt", report)
         except BaseException:
             # A full mailbox, a paused upload budget, a refusal: let the group go. A lost connection
             # cannot; the next start releases what is left (release_leftovers).
@@ -641,7 +480,7 @@ class Engine:
         left = {info.uid for info in group} - stored - waiting
         self.claims.release(folder, self.claims.made(folder, left))
 
-    def _seal(
+    def seal(
         self, info: MessageInfo, raw: bytes, *, again: bool = False
     ) -> envelope.Sealed | ImapcryptError | None:
         """Runs on the worker pool: seal one message; None when its body proves it is encrypted already.
@@ -661,8 +500,8 @@ class Engine:
             return exc
 
     # -- storing copies and deleting originals (shared by both directions) ----------------------------
-    def _store(
-        self, status: FolderStatus, prepared: list[_Prepared], direction: Direction, report: FolderReport
+    def store(
+        self, status: FolderStatus, prepared: list[Prepared], direction: Direction, report: FolderReport
     ) -> tuple[set[int], set[int]]:
         """Append, verify and swap each prepared copy for its original.
 
@@ -674,7 +513,7 @@ class Engine:
         allowed = self.uploads.fitting([len(p.copy) for p in prepared])
         if allowed < len(prepared):
             # The day's upload budget: store what fits, then pause the whole run until tomorrow.
-            self._store(status, prepared[:allowed], direction, report)
+            self.store(status, prepared[:allowed], direction, report)
             raise self.uploads.paused()
         intents = {
             p.info.uid: Intent(
@@ -748,7 +587,7 @@ class Engine:
         return {src: uid for src, uid in verified.items() if src not in lost | gone}
 
     def _append(
-        self, folder: str, prepared: list[_Prepared], intents: dict[int, Intent]
+        self, folder: str, prepared: list[Prepared], intents: dict[int, Intent]
     ) -> dict[int, int | None]:
         """Store the copies. Maps each stored original's UID to its copy's UID (None: server did not say).
 
@@ -787,7 +626,7 @@ class Engine:
 
     def _verify(
         self,
-        prepared: list[_Prepared],
+        prepared: list[Prepared],
         intents: dict[int, Intent],
         new_uids: dict[int, int | None],
         direction: Direction,
@@ -816,12 +655,12 @@ class Engine:
                 unnamed.append(p.info.uid)
         copies = {p.info.uid: p for p in prepared if p.info.uid in claimed}
         if direction == "restore" or self.account.verify != "size":
-            verified, failed = self._compare_bytes(copies, claimed, unnamed)
+            verified, failed = self.copies.compare_bytes(copies, claimed, unnamed)
         else:
-            verified, failed = self._compare_sizes(copies, claimed, unnamed)
+            verified, failed = self.copies.compare_sizes(copies, claimed, unnamed)
         unseen: list[int] = []
         for src in unnamed:
-            good, bad = self._find_copies(intents[src])
+            good, bad = self.copies.find(intents[src])
             if good:
                 verified[src] = good[0]
                 bad += good[1:]
@@ -832,48 +671,6 @@ class Engine:
             else:
                 unseen.append(src)
         return verified, failed, unseen
-
-    def _compare_bytes(
-        self, copies: dict[int, _Prepared], claimed: dict[int, int], unnamed: list[int]
-    ) -> tuple[dict[int, int], dict[int, tuple[list[int], str]]]:
-        """Download each claimed copy and compare it with what was sent; a UID the server does not
-        list goes to `unnamed`, to be looked for."""
-        verified: dict[int, int] = {}
-        failed: dict[int, tuple[list[int], str]] = {}
-        for group in _by_bytes([p.info for p in copies.values()], VERIFY_BYTES):
-            wanted = [claimed[info.uid] for info in group]
-            stored = self.session.fetch_bodies(wanted)
-            late = [uid for uid in wanted if uid not in stored]
-            if late and self.session.fetch_info_settled(late, ["Message-ID"]):
-                stored.update(self.session.fetch_bodies(late))  # shown after the server settled
-            for info in group:
-                uid = claimed[info.uid]
-                body = stored.get(uid)
-                if body == copies[info.uid].copy:
-                    verified[info.uid] = uid
-                elif body is None:
-                    unnamed.append(info.uid)
-                else:
-                    failed[info.uid] = ([uid], "the server gave back other bytes than were sent")
-        return verified, failed
-
-    def _compare_sizes(
-        self, copies: dict[int, _Prepared], claimed: dict[int, int], unnamed: list[int]
-    ) -> tuple[dict[int, int], dict[int, tuple[list[int], str]]]:
-        """`verify = "size"`: one FETCH compares each claimed copy's size and id with what was sent."""
-        verified: dict[int, int] = {}
-        failed: dict[int, tuple[list[int], str]] = {}
-        infos = self.session.fetch_info_settled(sorted(claimed.values()), VERIFY_FIELDS)
-        for src, uid in claimed.items():
-            info = infos.get(uid)
-            sent = copies[src]
-            if info is None:
-                unnamed.append(src)
-            elif info.size != len(sent.copy) or copy.copy_id(info.headers) != sent.seal_id:
-                failed[src] = ([uid], "the server reports another size or header than were sent")
-            else:
-                verified[src] = uid
-        return verified, failed
 
     def _stored_before(self, status: FolderStatus, info: MessageInfo, seal_id: str) -> bool:
         """Finish `info`'s encryption from before a UIDVALIDITY change, if its copy is there.
@@ -886,7 +683,7 @@ class Engine:
         orphan = self._orphans.get(folder, {}).pop(seal_id, None)
         if orphan is None:
             return False
-        copies, _ = self._find_copies(dataclasses.replace(orphan, src_uid=info.uid))
+        copies, _ = self.copies.find(dataclasses.replace(orphan, src_uid=info.uid))
         if not copies:
             return False
         if len(copies) > 1 and self.session.can_expunge_uid:
@@ -904,14 +701,14 @@ class Engine:
     def _done(self, folder: str, direction: Direction, src: int, new: int, size: int) -> None:
         self.events.on_message_done(MessageDone(self.account.name, folder, direction, src, new, size))
 
-    # -- restoring and re-encrypting -------------------------------------------------------------------
+    # -- restoring and re-encrypting (engine/rewrite.py, through `store`) ----------------------------------
     def restore_folder(self, folder: str, passphrase: str | None = None) -> FolderReport:
         """Replace every encrypted copy in `folder` by its original bytes, flags and INTERNALDATE.
 
         Afterwards the watermark sits above the restored mail, so `run` does not encrypt it again
         (`backlog` would).
         """
-        report = self._rewrite_folder(folder, passphrase, reencrypt=False)
+        report = rewrite_folder(self, folder, passphrase, reencrypt=False)
         self.journal.advance_watermark(folder, self.session.select(folder).uidnext - 1)
         return report
 
@@ -922,85 +719,4 @@ class Engine:
         needs the old secret key) and replaced by one sealed to the current recipients, under the same
         protocol as encryption (journal, append, verify, delete the old copy).
         """
-        return self._rewrite_folder(folder, passphrase, reencrypt=True)
-
-    def _rewrite_folder(self, folder: str, passphrase: str | None, reencrypt: bool) -> FolderReport:
-        report = FolderReport(folder)
-        status, report.recovered = self.open_folder(folder)
-        current = encryption_key_ids(self.gpg, self.account.recipients) if reencrypt else frozenset()
-        parked = self.journal.parked(folder, "encrypt" if reencrypt else "restore")
-        uids = self.session.uids_above(0)
-        meter = RateMeter(self.account.name, folder, len(uids))
-        for batch in _chunks(uids, self.account.batch_size):
-            if self.stopping.is_set():
-                break
-            infos = self.session.fetch_info(batch, envelope.CLASSIFY_HEADERS)
-            ours = [i for i in infos.values() if envelope.classify(i.headers) is envelope.Kind.OURS]
-            report.parked += sum(1 for i in ours if i.uid in parked)
-            ours = [i for i in ours if i.uid not in parked]
-            report.candidates += len(ours)
-            if ours:
-                refusal = self.remover.refusal(self.session, folder, [i.uid for i in ours])
-                if refusal:
-                    raise ServerError(f"not rewriting encrypted mail now: {refusal}", "try again later")
-            for group in _by_bytes(ours, GROUP_BYTES):
-                done = self._rewrite_group(status, group, passphrase, current, report)
-                if reencrypt:
-                    report.encrypted += done
-                else:
-                    report.restored += done
-            self.events.on_progress(meter.advance(len(batch)))
-        waiting = report.failed + report.rejected + report.parked + report.unverified
-        self.journal.note_run(folder, waiting, unverified_note(report))
-        return report
-
-    def _rewrite_group(
-        self,
-        status: FolderStatus,
-        group: list[MessageInfo],
-        passphrase: str | None,
-        current: frozenset[str],
-        report: FolderReport,
-    ) -> int:
-        """Restore (no `current` key IDs) or re-seal (copies not sealed to exactly `current`) a group."""
-        bodies = self.session.fetch_bodies([i.uid for i in group])
-        present = [info for info in group if info.uid in bodies]
-        if current:
-            present = [
-                info
-                for info in present
-                if openpgp.session_key_ids(copy.armor_block(bodies[info.uid])[:_KEY_ID_BYTES]) != current
-            ]
-            report.already_ours += len(group) - len(present)
-
-        def rewrite(info: MessageInfo) -> _Prepared | ImapcryptError:
-            try:
-                original = envelope.restore(
-                    bodies[info.uid], self.gpg, passphrase, max_bytes=self.account.max_message_bytes
-                )
-            except EnvelopeError as exc:
-                # The same type (a wrong passphrase stays a DecryptError), now naming the message.
-                return type(exc)(f"uid {info.uid} in {status.name} skipped: {exc.message}", exc.fix)
-            except Exception as exc:  # one hostile copy must not abort the folder (docs/engine.md)
-                return EnvelopeError(
-                    f"uid {info.uid} in {status.name} skipped: it could not be decrypted "
-                    f"({type(exc).__name__})",
-                    "it stays encrypted as it is",
-                )
-            if not current:
-                seal_id = envelope.message_id(original, self.id_secret)
-                return _Prepared(info, original, seal_id, info.flags, info.internaldate)
-            sealed = self._seal(info, original, again=True)
-            if not isinstance(sealed, envelope.Sealed):
-                return sealed or EnvelopeError(f"uid {info.uid} no longer opens as a plain message")
-            return _Prepared(info, sealed.message, sealed.id, info.flags, info.internaldate)
-
-        prepared: list[_Prepared] = []
-        for result in self._pool.map(rewrite, present):
-            if isinstance(result, ImapcryptError):
-                report.failed += 1
-                self.events.on_error(result)
-            else:
-                prepared.append(result)
-        stored, _ = self._store(status, prepared, "encrypt" if current else "restore", report)
-        return len(stored)
+        return rewrite_folder(self, folder, passphrase, reencrypt=True)
