@@ -94,7 +94,7 @@ class Account:
     # A NOOP on each IDLE connection this often (0: IDLE alone): servers whose IDLE pushes late (Cyrus
     # without idled: every 60 s; Courier without FAM) report new mail on NOOP (RFC 3501 §6.1.2).
     idle_noop_seconds: float = 5.0
-    batch_size: int = 500  # per header FETCH and claim; bodies go in groups bounded by bytes (engine/batches.py)
+    batch_size: int = 500  # per header FETCH and claim; bodies go in byte-bounded groups (engine/batches)
     workers: int = 0  # 0: one per CPU core, at most 4
     encrypt_encrypted: bool = False  # also wrap mail the sender already encrypted
     # Bytes APPENDed per day before pausing until the next day; None: the profile's default
