@@ -45,6 +45,10 @@ def _open_client(account: Account, context: ssl.SSLContext) -> imapclient.IMAPCl
         timeout=TIMEOUT_SECONDS,
     )
     client.normalise_times = False
+    # imaplib leaves Nagle on: a command written in parts (APPEND's line, then its literal; two
+    # pipelined commands) would wait for the server's ACK of the first part, up to a delayed ACK.
+    with suppress(OSError):
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if account.security == "starttls":
         try:
             client.starttls(context)
