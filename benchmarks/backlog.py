@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import shutil
 import socket
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,12 +30,13 @@ os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
 from imapclient import IMAPClient
 
+from benchmarks.rig import dovecot_and_key
 from imapcrypt.config.model import Account
 from imapcrypt.openpgp.inprocess import IN_PROCESS_MAX_BYTES, encryptor
 from tests.fixtures.corpus import Seed, varied_seeds
-from tests.fixtures.dovecot import DovecotServer, start_dovecot
+from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.engine import make_rig
-from tests.fixtures.gnupg_home import GnupgHome, make_gnupg_home, remove_gnupg_home
+from tests.fixtures.gnupg_home import GnupgHome
 from tests.fixtures.mailbox import Mailbox
 from tests.fixtures.proxy import FaultProxy
 
@@ -127,6 +126,50 @@ def _spread(values: list[float]) -> str:
     return f"median {statistics.median(values):5.2f} (runs {', '.join(f'{v:.2f}' for v in values)})"
 
 
+def _compare(
+    args: argparse.Namespace,
+    seeds: list[Seed],
+    server: DovecotServer,
+    proxy: FaultProxy,
+    contenders: Contenders,
+) -> None:
+    """Each round-trip time in turn: the runs, then the median ratios."""
+    size = sum(len(s.raw) for s in seeds)
+    summary: list[str] = []
+    print(f"{args.messages} messages, {size / 1e6:.1f} MB, {os.cpu_count()} CPUs, {args.runs} runs")
+    for rtt in args.rtt_ms:
+        proxy.set_latency(rtt / 2000)
+        contenders.port = proxy.port if rtt > 0 else server.port
+        ratios: list[float] = []
+        runs: dict[str, list[float]] = {"plain": [], "imapcrypt": []}
+        for run in range(args.runs):
+            # Alternate who goes first, so a warming cache or a busy neighbour favours neither.
+            order = [("plain", contenders.plain), ("imapcrypt", contenders.engine)]
+            rates = {name: measure(seeds, server, work) for name, work in order[:: 1 - 2 * (run % 2)]}
+            ratios.append(rates["imapcrypt"] / rates["plain"])
+            for name, rate in rates.items():
+                runs[name].append(rate)
+            print(
+                f"RTT {rtt:3g} ms run {run + 1}: plain copy {rates['plain']:7.1f} msg/s, "
+                f"imapcrypt {rates['imapcrypt']:7.1f} msg/s, ratio {ratios[-1]:.2f}"
+            )
+        if args.detail:
+            for label, work in (
+                ("verify = size", lambda m: contenders.engine(m, verify="size")),
+                ("without claims", lambda m: contenders.engine(m, claims=False)),
+                ("gpg process each", lambda m: contenders.engine(m, in_process=False)),
+            ):
+                print(f"RTT {rtt:3g} ms {label:<17} {measure(seeds, server, work):7.1f} msg/s")
+        # The plain copy's rate varies more from run to run (on loopback now and then twice
+        # as fast): the engine's median against its fastest run is the cautious reading.
+        cautious = statistics.median(runs["imapcrypt"]) / max(runs["plain"])
+        summary.append(
+            f"ratio imapcrypt / plain copy at RTT {rtt:3g} ms: {_spread(ratios)}; "
+            f"median against the plain copy's fastest run {cautious:.2f}"
+        )
+    print("\n".join(summary))
+
+
 def main() -> None:
     """Time the plain copy and the engine on each round-trip time and print the ratios."""
     parser = argparse.ArgumentParser(
@@ -138,52 +181,12 @@ def main() -> None:
     parser.add_argument("--detail", action="store_true", help="also time verify=size, no claims, gpg")
     args = parser.parse_args()
     seeds = varied_seeds(args.messages, seed=42)
-    size = sum(len(s.raw) for s in seeds)
-    server = start_dovecot()
-    home = make_gnupg_home()
-    proxy = FaultProxy(server.port).start()
-    scratch = Path(tempfile.mkdtemp(prefix="imapcrypt-bench-"))
-    contenders = Contenders(server.port, home, scratch, len(seeds))
-    summary: list[str] = []
-    try:
-        print(f"{args.messages} messages, {size / 1e6:.1f} MB, {os.cpu_count()} CPUs, {args.runs} runs")
-        for rtt in args.rtt_ms:
-            proxy.set_latency(rtt / 2000)
-            contenders.port = proxy.port if rtt > 0 else server.port
-            ratios: list[float] = []
-            runs: dict[str, list[float]] = {"plain": [], "imapcrypt": []}
-            for run in range(args.runs):
-                # Alternate who goes first, so a warming cache or a busy neighbour favours neither.
-                order = [("plain", contenders.plain), ("imapcrypt", contenders.engine)]
-                rates = {name: measure(seeds, server, work) for name, work in order[:: 1 - 2 * (run % 2)]}
-                ratios.append(rates["imapcrypt"] / rates["plain"])
-                for name, rate in rates.items():
-                    runs[name].append(rate)
-                print(
-                    f"RTT {rtt:3g} ms run {run + 1}: plain copy {rates['plain']:7.1f} msg/s, "
-                    f"imapcrypt {rates['imapcrypt']:7.1f} msg/s, ratio {ratios[-1]:.2f}"
-                )
-            if args.detail:
-                for label, work in (
-                    ("verify = size", lambda m: contenders.engine(m, verify="size")),
-                    ("without claims", lambda m: contenders.engine(m, claims=False)),
-                    ("gpg process each", lambda m: contenders.engine(m, in_process=False)),
-                ):
-                    print(f"RTT {rtt:3g} ms {label:<17} {measure(seeds, server, work):7.1f} msg/s")
-            # The plain copy's rate varies more from run to run (on loopback now and then twice
-            # as fast): the engine's median against its fastest run is the cautious reading.
-            cautious = statistics.median(runs["imapcrypt"]) / max(runs["plain"])
-            summary.append(
-                f"ratio imapcrypt / plain copy at RTT {rtt:3g} ms: {_spread(ratios)}; "
-                f"median against the plain copy's fastest run {cautious:.2f}"
-            )
-        print("\n".join(summary))
-    finally:
-        proxy.stop()
-        server.stop()
-        remove_gnupg_home(home)
-        shutil.rmtree(server.root, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+    with dovecot_and_key() as (server, home, scratch):
+        proxy = FaultProxy(server.port).start()
+        try:
+            _compare(args, seeds, server, proxy, Contenders(server.port, home, scratch, len(seeds)))
+        finally:
+            proxy.stop()
 
 
 if __name__ == "__main__":

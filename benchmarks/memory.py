@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
+from benchmarks.rig import dovecot_and_key
 from tests.fixtures.corpus import Seed, large_seed, varied_seeds
-from tests.fixtures.dovecot import DovecotServer, start_dovecot
+from tests.fixtures.dovecot import DovecotServer
 from tests.fixtures.engine import make_rig
-from tests.fixtures.gnupg_home import GnupgHome, make_gnupg_home, remove_gnupg_home
+from tests.fixtures.gnupg_home import GnupgHome
 from tests.fixtures.mailbox import Mailbox
 from tests.fixtures.processes import MemorySamples, backlog_command, memory_limit, run_measuring_memory
 
@@ -132,10 +131,7 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=0.5, help="seconds between the curve's samples")
     parser.add_argument("--only", choices=("peak", "many", "curve"))
     args = parser.parse_args()
-    server = start_dovecot()
-    home = make_gnupg_home()
-    scratch = Path(tempfile.mkdtemp(prefix="imapcrypt-bench-"))
-    try:
+    with dovecot_and_key() as (server, home, scratch):
         print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
         if args.only in (None, "peak"):
             peak(server, home, scratch, args.large_mb, args.small)
@@ -143,11 +139,6 @@ def main() -> None:
             many(server, home, scratch, args.many, args.many_mb)
         if args.only in (None, "curve"):
             curve(server, home, scratch, args.messages, args.every)
-    finally:
-        server.stop()
-        remove_gnupg_home(home)
-        shutil.rmtree(server.root, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,20 +14,16 @@ from __future__ import annotations
 import argparse
 import imaplib
 import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
 import keyring
 
+from benchmarks.rig import dovecot_and_key
 from imapcrypt.serve.server import LocalServer, ServeSettings
 from tests.fixtures.corpus import varied_seeds
-from tests.fixtures.dovecot import start_dovecot
 from tests.fixtures.engine import make_rig
-from tests.fixtures.gnupg_home import make_gnupg_home, remove_gnupg_home
 from tests.fixtures.keyrings import MemoryKeyring
 from tests.fixtures.mailbox import Mailbox
 
@@ -60,10 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     keyring.set_keyring(MemoryKeyring())  # the index's key needs a keyring; never the developer's own
     seeds = varied_seeds(args.messages, seed=7)
-    server = start_dovecot()
-    home = make_gnupg_home()
-    scratch = Path(tempfile.mkdtemp(prefix="imapcrypt-bench-"))
-    try:
+    with dovecot_and_key() as (server, home, scratch):
         user, password = server.new_user()
         mailbox = Mailbox(server, user, password)
         mailbox.seed(seeds)
@@ -95,11 +88,6 @@ def main() -> None:
             assert status == "OK", data
             assert len(data[0].split()) == 1, data
             print(f"  {'search':<11} {took:7.2f} s  (LOGIN, SELECT and UID SEARCH BODY over the index)")
-    finally:
-        server.stop()
-        remove_gnupg_home(home)
-        shutil.rmtree(server.root, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
