@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from imapcrypt.errors import TransientError
 from imapcrypt.imap.connect import connect
 from imapcrypt.imap.profile import ServerProfile
 from imapcrypt.imap.removers import Remover, remover_for
@@ -17,6 +18,7 @@ from imapcrypt.journal import Journal
 from tests.fixtures.corpus import varied_seeds
 from tests.fixtures.dovecot import DovecotServer, hide_capabilities
 from tests.fixtures.engine import Rig
+from tests.fixtures.proxy import FaultProxy
 
 NOT_GMAIL = ServerProfile(gmail=False, announces_gmail=False, configured="auto")
 
@@ -97,3 +99,25 @@ def test_without_uidplus_and_move_a_foreign_deleted_message_is_a_refusal(
         assert reason is not None
         assert "1 other message(s) in INBOX are marked deleted" in reason
     assert len(rig.mailbox.state()) == 3
+
+
+def test_the_expunge_waits_for_the_store_it_depends_on(rig: Rig, tmp_path: Path) -> None:
+    # RFC 3501 §5.5: a client must not pipeline commands whose results depend on each other. Dovecot
+    # runs UID STORE and UID EXPUNGE side by side, so a pipelined pair left originals, marked
+    # \Deleted, beside their copies under load (three backlogs at once: 25 duplicates).
+    # Cut the connection once the STORE is done but before its answer: had the EXPUNGE been sent
+    # without waiting, the server would have it and the messages would be gone.
+    uids = rig.mailbox.seed(varied_seeds(3))
+    proxy = FaultProxy(rig.mailbox.server.port).start()
+    try:
+        proxied = rig.at_port(proxy.port)
+        with opened(proxied, tmp_path) as (session, journal):
+            proxy.cut_after("UID STORE", 1)
+            with pytest.raises(TransientError):
+                _remover(session, journal).remove(session, "INBOX", uids[:2])
+    finally:
+        proxy.stop()
+    assert proxy.count("UID EXPUNGE") == 0
+    left = rig.mailbox.state()
+    assert [m.uid for m in left] == uids
+    assert all(b"\\Deleted" in m.flags for m in left[:2])  # marked: the next run's recovery finishes

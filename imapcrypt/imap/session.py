@@ -655,40 +655,16 @@ class Session:
             return []
 
     def delete_uids(self, uids: Sequence[int]) -> None:
-        """Mark `uids` \\Deleted and expunge exactly them (UIDPLUS), in one round trip.
+        """Mark `uids` \\Deleted and expunge exactly them (UIDPLUS).
 
-        The two commands are pipelined (RFC 3501 §5.5): the EXPUNGE needs nothing from the STORE's
-        answer, and `UID EXPUNGE` removes only named UIDs that carry \\Deleted, so when the STORE
-        fails it removes none of ours, and never a message outside `uids`.
+        Never pipelined: the EXPUNGE depends on the STORE's effect, an ambiguity RFC 3501 §5.5 forbids
+        a client to send without waiting. Dovecot runs such UID commands side by side, so under load
+        the EXPUNGE could find nothing marked yet and leave the originals beside their copies.
         """
         if not uids:
             return
-        uid_set = join_message_ids(sorted(uids))
-        self._call(
-            "STORE",
-            lambda: self._pipelined(
-                [("STORE", uid_set, "+FLAGS.SILENT", r"(\Deleted)"), ("EXPUNGE", uid_set)]
-            ),
-        )
-
-    def _pipelined(self, commands: Sequence[tuple[str, ...]]) -> None:
-        """Send the `UID` commands one after the other without waiting, then read every answer; the
-        first that is not OK raises, once all are read (none left on the wire for a later command)."""
-        imap = self.client._imap
-        tags = [imap._command("UID", *command) for command in commands]
-        failure: BaseException | None = None
-        for tag in tags:
-            try:
-                status, lines = imap._command_complete("UID", tag)
-            except imaplib.IMAP4.abort:
-                raise  # the connection is gone: nothing more to read
-            except imaplib.IMAP4.error as exc:  # BAD
-                failure = failure or exc
-                continue
-            if status != "OK" and failure is None:
-                failure = imaplib.IMAP4.error(b" ".join(x for x in lines if isinstance(x, bytes)))
-        if failure is not None:
-            raise failure
+        self._call("STORE", lambda: self.client.add_flags(uids, [imapclient.DELETED], silent=True))
+        self._call("EXPUNGE", lambda: self.client.uid_expunge(uids))
 
     def add_flags(self, uids: Sequence[int], flags: Sequence[bytes]) -> None:
         """Add `flags` to `uids` (STORE +FLAGS.SILENT)."""
