@@ -71,11 +71,12 @@ class LoopbackThread:
             handler = await prepare(stack)
 
             async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                # Kept until closed, not until the handler returns: pymap's handler (through
+                # proxyprotocol) returns at once and serves the connection in a task of its own.
+                for gone in [w for w in connections if w.is_closing()]:
+                    connections.discard(gone)
                 connections.add(writer)
-                try:
-                    await handler(reader, writer)
-                finally:
-                    connections.discard(writer)
+                await handler(reader, writer)
 
             server = await asyncio.start_server(tracked, host=LOOPBACK, port=port)
             await stack.enter_async_context(server)
@@ -108,7 +109,7 @@ class LoopbackThread:
 
 async def _close_all(connections: set[asyncio.StreamWriter]) -> None:
     """Close every client connection still open, waiting a little for each to finish closing."""
-    writers = list(connections)
+    writers = [w for w in connections if not w.is_closing()]
     for writer in writers:
         writer.close()
     if writers:

@@ -65,14 +65,24 @@ def test_a_port_in_use_is_raised_by_start() -> None:
         first.stop()
 
 
-def test_stop_closes_connections_a_client_still_holds() -> None:
+@pytest.mark.parametrize("in_a_task", [False, True], ids=["in-the-handler", "in-a-task"])
+def test_stop_closes_connections_a_client_still_holds(in_a_task: bool) -> None:
     # Python 3.11's Server.close() leaves them open: their sockets would outlive the loop, unclosed
-    # (a ResourceWarning, an error under this suite's warning filter).
+    # (a ResourceWarning, an error under this suite's warning filter). pymap's handler returns at once
+    # and serves the connection in a task of its own: that connection must be closed too.
+    tasks: set[asyncio.Task[None]] = set()
+
     async def idle(_stack: AsyncExitStack) -> Handler:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             writer.write(b"hi\n")
             await writer.drain()
             await reader.read()  # until the client goes, which it does not
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if in_a_task:
+                tasks.add(asyncio.create_task(serve(reader, writer)))
+            else:
+                await serve(reader, writer)
 
         return handle
 
