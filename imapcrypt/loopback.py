@@ -6,7 +6,6 @@ The caller gives what to serve; this runs it, reports a failure to start() and s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -63,34 +62,31 @@ class LoopbackThread:
             self._ready.set()
 
     async def _serve(self, prepare: Prepare, port: int) -> None:
-        # Python 3.11's Server.close() leaves open connections alone: they are closed here on stop,
-        # or their sockets outlive the server (and its loop) unclosed.
-        connections: set[asyncio.StreamWriter] = set()
-
+        # Python 3.11's Server.close() leaves open connections alone: every connection's transport is
+        # known from the moment it is made (before any handler runs) and closed here on stop, or its
+        # socket would outlive the server and its loop, unclosed.
+        transports: set[asyncio.BaseTransport] = set()
         async with AsyncExitStack() as stack:
             handler = await prepare(stack)
-
-            async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-                # Kept until closed, not until the handler returns: pymap's handler (through
-                # proxyprotocol) returns at once and serves the connection in a task of its own.
-                for gone in [w for w in connections if w.is_closing()]:
-                    connections.discard(gone)
-                connections.add(writer)
-                await handler(reader, writer)
-
-            server = await asyncio.start_server(tracked, host=LOOPBACK, port=port)
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(
+                lambda: _TrackedProtocol(handler, transports, loop), host=LOOPBACK, port=port
+            )
             await stack.enter_async_context(server)
             serving = asyncio.create_task(server.serve_forever())
             stack.callback(serving.cancel)
             self.addresses = [sock.getsockname()[:2] for sock in server.sockets]
             self._wake = asyncio.Event()
-            self._loop = asyncio.get_running_loop()
+            self._loop = loop
             self._ready.set()
             # stop() sets _stopping before it looks for _loop, which is set before this looks at
             # _stopping: a stop() that comes before the loop is known is not lost.
             if not self._stopping.is_set():
                 await self._wake.wait()
-            await _close_all(connections)
+            server.close()  # no new connection from here on
+            for transport in list(transports):
+                transport.abort()  # at once: nothing buffered for a client that does not read
+            await asyncio.sleep(0)  # aborted transports close their sockets on the next turn
 
     def stop(self) -> None:
         """Stop listening, close what prepare entered and wait for the thread (again: nothing to do).
@@ -107,13 +103,24 @@ class LoopbackThread:
             self._serving = False
 
 
-async def _close_all(connections: set[asyncio.StreamWriter]) -> None:
-    """Close every client connection still open, waiting a little for each to finish closing."""
-    writers = [w for w in connections if not w.is_closing()]
-    for writer in writers:
-        writer.close()
-    if writers:
-        # A connection the client already dropped fails to close cleanly: that is fine, and taken.
-        closing = asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(closing, STOP_SECONDS / 2)
+class _TrackedProtocol(asyncio.StreamReaderProtocol):
+    """asyncio.start_server's protocol, which also keeps its transport in `transports` while open."""
+
+    def __init__(
+        self, handler: Handler, transports: set[asyncio.BaseTransport], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        super().__init__(asyncio.StreamReader(loop=loop), handler, loop=loop)
+        self._transports = transports
+        self._own: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Remember the transport before the handler sees the connection."""
+        self._own = transport
+        self._transports.add(transport)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the transport: it is closed."""
+        if self._own is not None:
+            self._transports.discard(self._own)
+        super().connection_lost(exc)
