@@ -65,7 +65,7 @@ class LoopbackThread:
         # Python 3.11's Server.close() leaves open connections alone: every connection's transport is
         # known from the moment it is made (before any handler runs) and closed here on stop, or its
         # socket would outlive the server and its loop, unclosed.
-        transports: set[asyncio.BaseTransport] = set()
+        transports: set[asyncio.Transport] = set()
         async with AsyncExitStack() as stack:
             handler = await prepare(stack)
             loop = asyncio.get_running_loop()
@@ -107,16 +107,17 @@ class _TrackedProtocol(asyncio.StreamReaderProtocol):
     """asyncio.start_server's protocol, which also keeps its transport in `transports` while open."""
 
     def __init__(
-        self, handler: Handler, transports: set[asyncio.BaseTransport], loop: asyncio.AbstractEventLoop
+        self, handler: Handler, transports: set[asyncio.Transport], loop: asyncio.AbstractEventLoop
     ) -> None:
         super().__init__(asyncio.StreamReader(loop=loop), handler, loop=loop)
         self._transports = transports
-        self._own: asyncio.BaseTransport | None = None
+        self._own: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Remember the transport before the handler sees the connection."""
-        self._own = transport
-        self._transports.add(transport)
+        if isinstance(transport, asyncio.Transport):  # always, for a TCP server
+            self._own = transport
+            self._transports.add(transport)
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
