@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 STOP_SECONDS = 10.0
+# Turns of the loop given, on stop, to connections the kernel accepted just before the listener closed.
+CLOSING_TURNS = 5
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 # Runs in the server's loop before it listens: returns the connection handler. What it enters on the
@@ -66,11 +68,12 @@ class LoopbackThread:
         # known from the moment it is made (before any handler runs) and closed here on stop, or its
         # socket would outlive the server and its loop, unclosed.
         transports: set[asyncio.Transport] = set()
+        closing = asyncio.Event()
         async with AsyncExitStack() as stack:
             handler = await prepare(stack)
             loop = asyncio.get_running_loop()
             server = await loop.create_server(
-                lambda: _TrackedProtocol(handler, transports, loop), host=LOOPBACK, port=port
+                lambda: _TrackedProtocol(handler, transports, closing, loop), host=LOOPBACK, port=port
             )
             await stack.enter_async_context(server)
             serving = asyncio.create_task(server.serve_forever())
@@ -83,10 +86,14 @@ class LoopbackThread:
             # _stopping: a stop() that comes before the loop is known is not lost.
             if not self._stopping.is_set():
                 await self._wake.wait()
-            server.close()  # no new connection from here on
-            for transport in list(transports):
-                transport.abort()  # at once: nothing buffered for a client that does not read
-            await asyncio.sleep(0)  # aborted transports close their sockets on the next turn
+            # No new connection from here on; one the kernel accepted just before is still made over
+            # the next turns of the loop, and aborts itself on arrival (_TrackedProtocol).
+            closing.set()
+            server.close()
+            for _ in range(CLOSING_TURNS):
+                for transport in list(transports):
+                    transport.abort()  # at once: nothing buffered is owed to a client cut off
+                await asyncio.sleep(0)  # aborted transports close their sockets on the next turn
 
     def stop(self) -> None:
         """Stop listening, close what prepare entered and wait for the thread (again: nothing to do).
@@ -107,10 +114,15 @@ class _TrackedProtocol(asyncio.StreamReaderProtocol):
     """asyncio.start_server's protocol, which also keeps its transport in `transports` while open."""
 
     def __init__(
-        self, handler: Handler, transports: set[asyncio.Transport], loop: asyncio.AbstractEventLoop
+        self,
+        handler: Handler,
+        transports: set[asyncio.Transport],
+        closing: asyncio.Event,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         super().__init__(asyncio.StreamReader(loop=loop), handler, loop=loop)
         self._transports = transports
+        self._closing = closing
         self._own: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -119,6 +131,8 @@ class _TrackedProtocol(asyncio.StreamReaderProtocol):
             self._own = transport
             self._transports.add(transport)
         super().connection_made(transport)
+        if self._closing.is_set() and self._own is not None:
+            self._own.abort()  # made after the server began to stop
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the transport: it is closed."""
